@@ -1,0 +1,40 @@
+# Two entry points do all the set-up on a fresh machine:
+#   make run    install, fetch the weights, run the daemon on the embedded config (./hot → ./out)
+#   make test   install, fetch the weights, run ruff, mypy and the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install weights run test lint bench-large bench-throughput
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first and pinned: 2.13.0 is the local CPU build; any other version pulls GBs of CUDA wheels.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+weights/manifest.json: | $(STAMP)
+	$(BIN)/hotmatte weights fetch --dir weights
+
+weights: weights/manifest.json
+
+run: install weights
+	$(BIN)/hotmatte run
+
+lint: install
+	$(BIN)/ruff check daemon tests bench
+	$(BIN)/ruff format --check daemon tests bench
+	$(BIN)/mypy
+
+test: install weights lint
+	$(BIN)/pytest
+
+bench-large: install weights
+	$(BIN)/python bench/large.py
+
+bench-throughput: install weights
+	$(BIN)/python bench/throughput.py

@@ -1,0 +1,1 @@
+"""hotmatte: a background-removal daemon for photo studios' hot folders."""

@@ -1,0 +1,210 @@
+"""The configuration: validated pydantic models, loaded from YAML.
+
+Every key is documented in ``config.example.yaml``; :data:`DEFAULT_CONFIG_YAML`
+is the embedded default that ``hotmatte run`` uses when no file is given.
+Relative paths are resolved against the directory of the config file (the
+current directory for the embedded default), so a config can travel with its
+folders.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
+
+from daemon.errors import ConfigError
+
+#: Names that are never work: partial copies, sync-tool temporaries, OS litter.
+DEFAULT_EXCLUDES: tuple[str, ...] = (
+    ".*",
+    "*.part",
+    "*.tmp",
+    "*.crdownload",
+    "~*",
+    "Thumbs.db",
+    ".DS_Store",
+    "._*",
+    ".syncthing.*",
+)
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+#: Where weights live when neither the config nor $HOTMATTE_WEIGHTS says.
+DEFAULT_WEIGHTS_DIR = PACKAGE_ROOT.parent / "weights"
+
+DEFAULT_CONFIG_YAML = """\
+journal: .hotmatte/journal.sqlite
+folders:
+  - name: hot
+    input: ./hot
+    output: ./out
+    profile: raw
+"""
+
+Auto = Literal["auto"]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Workers(_Model):
+    """Threads per stage and the model's batch size; ``auto`` sizes from the machine."""
+
+    decode: PositiveInt | Auto = "auto"
+    finish: PositiveInt | Auto = "auto"
+    batch_size: PositiveInt | Auto = "auto"
+    queue_size: PositiveInt = 8
+
+
+class Retry(_Model):
+    """Backoff for transient errors (share gone, disk full, GPU out of memory)."""
+
+    max_attempts: PositiveInt = 5
+    backoff_seconds: Annotated[float, Field(gt=0)] = 5.0
+    backoff_max_seconds: Annotated[float, Field(gt=0)] = 600.0
+
+
+class Folder(_Model):
+    """One hot folder: where files arrive, where results go, and how to treat them."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    input: Path
+    output: Path
+    profile: str = "raw"
+    recursive: bool = True
+    observer: Literal["auto", "native", "polling"] = "auto"
+    poll_interval: Annotated[float, Field(gt=0)] = 2.0
+    stable_seconds: Annotated[float, Field(ge=0)] = 2.0
+    min_age_seconds: Annotated[float, Field(ge=0)] = 1.0
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+    output_format: Literal["png", "tiff"] | None = None
+    on_success: Literal["keep", "move"] = "keep"
+    done_dir: Path | None = None
+    error_dir: Path | None = None
+
+    @property
+    def all_excludes(self) -> tuple[str, ...]:
+        return DEFAULT_EXCLUDES + self.exclude
+
+    @property
+    def resolved_error_dir(self) -> Path:
+        return self.error_dir or self.output.with_name(self.output.name + "-errors")
+
+    @property
+    def resolved_done_dir(self) -> Path:
+        return self.done_dir or self.input.with_name(self.input.name + "-done")
+
+    @model_validator(mode="after")
+    def _side_folders_outside_input(self) -> Folder:
+        # A folder written inside the watched tree would be picked up as new work.
+        sides = {"output": self.output, "error_dir": self.resolved_error_dir}
+        if self.on_success == "move":
+            sides["done_dir"] = self.resolved_done_dir
+        for key, path in sides.items():
+            if _is_within(path, self.input):
+                raise ValueError(f"{key} ({path}) must not be inside input ({self.input})")
+        return self
+
+
+class Config(_Model):
+    """The whole daemon configuration."""
+
+    weights: Path | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    model_size: PositiveInt = 1024
+    max_megapixels: Annotated[float, Field(gt=0)] = 250.0
+    journal: Path = Path("/var/lib/hotmatte/journal.sqlite")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    reconcile_seconds: Annotated[float, Field(gt=0)] = 60.0
+    drain_timeout_seconds: Annotated[float, Field(ge=0)] = 120.0
+    workers: Workers = Workers()
+    retry: Retry = Retry()
+    folders: tuple[Folder, ...] = ()
+
+    @field_validator("model_size")
+    @classmethod
+    def _multiple_of_32(cls, value: int) -> int:
+        if value % 32:
+            raise ValueError("must be a multiple of 32 (the model pools five times)")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_folder_names(self) -> Config:
+        names = [f.name for f in self.folders]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"folder names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+def _is_within(path: Path, parent: Path) -> bool:
+    try:
+        path.resolve().relative_to(parent.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make relative paths absolute against ``base`` before validation."""
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str) and value and not os.path.isabs(os.path.expanduser(value)):
+            return str(base / value)
+        if isinstance(value, str):
+            return os.path.expanduser(value)
+        return value
+
+    out = dict(data)
+    for key in ("weights", "journal"):
+        if key in out:
+            out[key] = fix(out[key])
+    if isinstance(out.get("folders"), list):
+        out["folders"] = [
+            {k: fix(v) if k in ("input", "output", "done_dir", "error_dir") else v for k, v in f.items()}
+            if isinstance(f, dict)
+            else f
+            for f in out["folders"]
+        ]
+    return out
+
+
+def _describe(error: ErrorDetails) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    return f"{key}: {error['msg']} (got {error.get('input')!r})"
+
+
+def parse_config(text: str, base: Path, source: str = "config") -> Config:
+    """Parse and validate YAML ``text``; raise :class:`ConfigError` listing every problem."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: not valid YAML: {exc}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}: the top level must be a mapping of keys"])
+    try:
+        return Config.model_validate(_resolve_paths(data, base))
+    except ValidationError as exc:
+        raise ConfigError([f"{source}: {_describe(e)}" for e in exc.errors()]) from None
+
+
+def load_config(path: Path | None) -> Config:
+    """Load ``path``, or the embedded default (relative to the current directory)."""
+    if path is None:
+        return parse_config(DEFAULT_CONFIG_YAML, Path.cwd(), "embedded default config")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    return parse_config(text, path.resolve().parent, str(path))

@@ -1,0 +1,73 @@
+"""Every error hotmatte raises on purpose, and what the daemon does with it.
+
+====================  ==========================================================
+error                 what the daemon does
+====================  ==========================================================
+ConfigError           At start: print one line per problem, exit 2.
+                      On SIGHUP: log it, keep running on the old config.
+WeightsError          Stop at once with one line naming ``hotmatte weights
+                      fetch``. Never retried: nothing will fix itself.
+InputError            Permanent for that file: the journal marks it failed, the
+  UnsupportedInput    original is copied into the folder's ``error_dir`` with a
+  CorruptInput        ``<name>.error.json`` beside it. Other files go on.
+  TooLarge
+TransientError        Retried with exponential backoff; the file stays pending.
+  ShareUnavailable    The folder waits (logged once) until the share is back.
+  DiskFull            Retried; nothing half-written is ever left visible.
+  DeviceOutOfMemory   Retried on a smaller batch, then on the CPU.
+====================  ==========================================================
+
+Anything else that escapes a stage is a bug: the file is marked failed with the
+exception class in its error record (so it is never silently lost) and the
+daemon keeps running.
+"""
+
+from __future__ import annotations
+
+
+class HotmatteError(Exception):
+    """Base class of every error hotmatte raises on purpose."""
+
+
+class ConfigError(HotmatteError):
+    """The configuration is invalid. ``problems`` holds one line per bad key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class WeightsError(HotmatteError):
+    """The model weights are missing, corrupt, or could not be fetched."""
+
+
+class InputError(HotmatteError):
+    """A file that will never process, however often it is retried."""
+
+
+class UnsupportedInput(InputError):
+    """The file's format or mode is one hotmatte does not handle."""
+
+
+class CorruptInput(InputError):
+    """The file claims a format but cannot be decoded (truncated, damaged, empty)."""
+
+
+class TooLarge(InputError):
+    """The header declares more pixels than ``max_megapixels`` allows."""
+
+
+class TransientError(HotmatteError):
+    """Something outside the file failed; the same file may succeed later."""
+
+
+class ShareUnavailable(TransientError):
+    """The hot folder's filesystem (often a network share) cannot be reached."""
+
+
+class DiskFull(TransientError):
+    """No space left where the output or the journal is written."""
+
+
+class DeviceOutOfMemory(TransientError):
+    """The accelerator ran out of memory for this batch."""

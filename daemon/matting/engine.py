@@ -1,0 +1,109 @@
+"""Running the model: device and precision choice, pre-processing, batched inference."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+
+from daemon.errors import DeviceOutOfMemory, WeightsError
+from daemon.matting.registry import DEFAULT_MODEL, build_model
+from daemon.matting.weights import load_state_dict, resolve_weights_dir
+
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
+def choose_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise WeightsError("device: cuda was asked for, but torch sees no CUDA device")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def default_precision(device: torch.device) -> Precision:
+    """fp16 on CUDA; on CPU bf16 autocast where oneDNN has bf16 kernels (1.5× onnxruntime fp32 here)."""
+    if device.type == "cuda":
+        return "fp16"
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
+def prepare(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Squash an RGB ``uint8`` image to ``size``×``size``, as the model was trained.
+
+    Runs in the decode threads so the model thread only does inference.
+    """
+    h, w = rgb.shape[:2]
+    interpolation = cv2.INTER_AREA if max(h, w) > size else cv2.INTER_LINEAR
+    return cv2.resize(rgb, (size, size), interpolation=interpolation)
+
+
+@dataclass
+class MattingEngine:
+    """One model instance on one device. Not thread-safe: the pipeline calls it from one thread."""
+
+    model: torch.nn.Module
+    device: torch.device
+    precision: Precision
+    size: int
+
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+        if self.precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _to_input(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        batch = torch.from_numpy(np.stack(images)).to(self.device, non_blocking=True)
+        batch = batch.permute(0, 3, 1, 2).float().div_(255.0).sub_(0.5)
+        dtype = torch.float16 if self.precision == "fp16" else torch.float32
+        return batch.to(dtype=dtype).contiguous(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """α (float32, ``size``×``size``, in [0, 1]) for each prepared RGB ``uint8`` image."""
+        try:
+            with self._autocast():
+                alpha = self.model(self._to_input(images))
+        except torch.OutOfMemoryError as exc:
+            raise DeviceOutOfMemory(f"out of memory on {self.device} for a batch of {len(images)}") from exc
+        result = alpha.float().clamp_(0.0, 1.0).squeeze(1).cpu().numpy()
+        return list(result)
+
+
+def _build(state: dict[str, torch.Tensor], device: torch.device, precision: Precision) -> torch.nn.Module:
+    model = build_model(DEFAULT_MODEL)
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    model = model.eval().to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model.half() if precision == "fp16" else model
+
+
+def load_engine(
+    weights: Path | None = None,
+    device: str = "auto",
+    size: int = 1024,
+    precision: Precision | None = None,
+) -> MattingEngine:
+    """Resolve and verify the weights, build the model; :class:`WeightsError` on any problem."""
+    location = resolve_weights_dir(weights)
+    state = load_state_dict(location)
+    torch_device = choose_device(device)
+    chosen = precision or default_precision(torch_device)
+    return MattingEngine(_build(state, torch_device, chosen), torch_device, chosen, size)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Temporarily set torch's intra-op threads (``None``: every core)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count or os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

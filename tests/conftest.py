@@ -1,0 +1,50 @@
+"""Shared fixtures: real photos from scikit-image, the real weights, the real ``hotmatte`` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+HOTMATTE = [sys.executable, "-m", "daemon.cli"]
+#: Small enough for quick tests; quality checks that need the trained size use 1024.
+SMALL_MODEL_SIZE = 256
+
+
+def photo(name: str) -> np.ndarray:
+    """A real RGB photo shipped with scikit-image (``astronaut``, ``chelsea``, ``coffee``, ``rocket``…)."""
+    image: np.ndarray = getattr(skimage.data, name)()
+    return image
+
+
+def save_jpeg(path: Path, rgb: np.ndarray, **params: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(path, "JPEG", quality=92, **params)
+    return path
+
+
+def run_hotmatte(
+    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*HOTMATTE, *map(str, args)],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def weights_dir() -> Path:
+    directory = REPO / "weights"
+    assert (directory / "manifest.json").is_file(), "run `make weights` (hotmatte weights fetch) first"
+    return directory

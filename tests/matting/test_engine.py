@@ -1,0 +1,68 @@
+"""The torch port against onnxruntime running the published graph, on real photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from daemon.matting.engine import MattingEngine, load_engine, prepare
+from tests.conftest import SMALL_MODEL_SIZE, photo
+from tests.matting.onnx_reference import fp32_session, reference_alpha
+
+PHOTOS = ("astronaut", "chelsea", "coffee")
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    fa, fb = a > 0.5, b > 0.5
+    return float((fa & fb).sum() / max(1, (fa | fb).sum()))
+
+
+@pytest.fixture(scope="module")
+def references(weights_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    session = fp32_session(weights_dir / "isnet-general-use.onnx")
+    out = {}
+    for name in PHOTOS:
+        prepared = prepare(photo(name), 1024)
+        out[name] = (prepared, reference_alpha(session, prepared))
+    return out
+
+
+@pytest.mark.parametrize("precision, max_delta, min_iou", [("fp32", 1e-3, 0.9999), ("bf16", 0.05, 0.99)])
+def test_port_matches_onnxruntime(
+    weights_dir: Path,
+    references: dict[str, tuple[np.ndarray, np.ndarray]],
+    precision: str,
+    max_delta: float,
+    min_iou: float,
+) -> None:
+    engine = load_engine(weights_dir, device="cpu", size=1024, precision=precision)  # type: ignore[arg-type]
+    for name, (prepared, expected) in references.items():
+        alpha = engine.predict([prepared])[0]
+        delta = float(np.abs(alpha - expected).max())
+        print(f"{precision} {name}: max|Δα| = {delta:.2e}, IoU = {iou(alpha, expected):.5f}")
+        assert alpha.shape == (1024, 1024)
+        assert delta <= max_delta, f"{name}: {precision} differs from onnxruntime by {delta}"
+        assert iou(alpha, expected) >= min_iou
+        # A real cut-out, not a constant map: both subject and background are present.
+        assert 0.05 < float((alpha > 0.5).mean()) < 0.95
+
+
+@pytest.fixture(scope="module")
+def small_engine(weights_dir: Path) -> MattingEngine:
+    return load_engine(weights_dir, device="cpu", size=SMALL_MODEL_SIZE, precision="fp32")
+
+
+def test_batched_forward_equals_one_at_a_time(small_engine: MattingEngine) -> None:
+    images = [prepare(photo(name), SMALL_MODEL_SIZE) for name in ("astronaut", "rocket")]
+    together = small_engine.predict(images)
+    alone = [small_engine.predict([image])[0] for image in images]
+    for a, b in zip(together, alone, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    assert not np.allclose(together[0], together[1], atol=0.1)
+
+
+def test_prepare_squashes_to_model_size() -> None:
+    prepared = prepare(photo("chelsea"), 320)
+    assert prepared.shape == (320, 320, 3) and prepared.dtype == np.uint8
