@@ -176,11 +176,25 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     return out
 
 
-def _describe(error: ErrorDetails) -> str:
-    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key"
-    return f"{key}: {error['msg']} (got {error.get('input')!r})"
+def _field_key(error: ErrorDetails) -> str:
+    # Union members add their own tags ("constrained-int", "literal['auto']") to the location.
+    parts = [str(p) for p in error["loc"] if isinstance(p, int) or str(p).isidentifier()]
+    return ".".join(parts) or "(top level)"
+
+
+def _describe_all(errors: list[ErrorDetails], source: str) -> list[str]:
+    """One line per bad key: the alternatives of a union are joined, not listed twice."""
+    by_key: dict[str, list[ErrorDetails]] = {}
+    for error in errors:
+        by_key.setdefault(_field_key(error), []).append(error)
+    lines = []
+    for key, group in by_key.items():
+        if any(e["type"] == "extra_forbidden" for e in group):
+            lines.append(f"{source}: {key}: unknown key")
+            continue
+        message = ", or ".join(dict.fromkeys(e["msg"] for e in group))
+        lines.append(f"{source}: {key}: {message} (got {group[0].get('input')!r})")
+    return lines
 
 
 def parse_config(text: str, base: Path, source: str = "config") -> Config:
@@ -196,7 +210,7 @@ def parse_config(text: str, base: Path, source: str = "config") -> Config:
     try:
         return Config.model_validate(_resolve_paths(data, base))
     except ValidationError as exc:
-        raise ConfigError([f"{source}: {_describe(e)}" for e in exc.errors()]) from None
+        raise ConfigError(_describe_all(exc.errors(), source)) from None
 
 
 def load_config(path: Path | None) -> Config:

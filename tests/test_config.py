@@ -1,0 +1,62 @@
+"""Config errors name the key and say what it should be; one line per problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from daemon.config import DEFAULT_EXCLUDES, ConfigError, load_config, parse_config
+from tests.conftest import REPO, run_hotmatte
+
+
+def problems(text: str, base: Path) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, base, "c.yaml")
+    return caught.value.problems
+
+
+def test_every_bad_key_is_named(tmp_path: Path) -> None:
+    found = problems(
+        "device: gpu\nmodel_size: 100\nfolders:\n  - {name: a, input: in, output: out, stable_secnds: 3}\n",
+        tmp_path,
+    )
+    assert any(p.startswith("c.yaml: device: Input should be 'auto', 'cpu' or 'cuda'") for p in found)
+    assert any("model_size" in p and "multiple of 32" in p for p in found)
+    assert "c.yaml: folders.0.stable_secnds: unknown key" in found
+    assert len(found) == 3
+
+
+def test_output_inside_input_is_refused(tmp_path: Path) -> None:
+    found = problems("folders:\n  - {name: a, input: hot, output: hot/out}\n", tmp_path)
+    assert len(found) == 1 and "output" in found[0] and "must not be inside input" in found[0]
+
+
+def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "conf" / "c.yaml"
+    path.parent.mkdir()
+    path.write_text("folders:\n  - {name: a, input: hot, output: ../out}\n")
+    folder = load_config(path).folders[0]
+    assert folder.input == tmp_path / "conf" / "hot"
+    assert folder.resolved_error_dir == (tmp_path / "conf" / "../out-errors")
+    assert set(DEFAULT_EXCLUDES) <= set(folder.all_excludes)
+
+
+def test_embedded_default_watches_hot_and_writes_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (folder,) = load_config(None).folders
+    assert (folder.input, folder.output) == (tmp_path / "hot", tmp_path / "out")
+
+
+def test_example_config_is_valid() -> None:
+    result = run_hotmatte("check-config", REPO / "config.example.yaml")
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_config_exits_two_with_one_line_per_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("log_level: loud\nworkers: {decode: 0}\n")
+    result = run_hotmatte("check-config", bad)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("hotmatte: config error: ") for line in lines)
