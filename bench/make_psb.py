@@ -21,6 +21,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,21 @@ WIDTH, HEIGHT = 12000, 9000
 BAND = 500
 
 
-def write_psb(path: Path, width: int = WIDTH, height: int = HEIGHT, rle8: bool = False) -> None:
+def sine_plane(channel: int, y0: int, y1: int, width: int) -> np.ndarray:
+    """Smooth synthetic content in [0, 1] for rows ``[y0, y1)`` of one channel."""
+    x = np.arange(width, dtype=np.float64)
+    y = np.arange(y0, y1, dtype=np.float64)[:, None]
+    return (np.sin(x / (300.0 + 100 * channel)) * np.cos(y / 250.0) + 1.0) / 2.0
+
+
+def write_psb(
+    path: Path,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+    rle8: bool = False,
+    plane: Callable[[int, int, int, int], np.ndarray] = sine_plane,
+) -> None:
+    """Write a PSB whose channel ``c``, rows ``[y0, y1)``, is ``plane(c, y0, y1, width)`` in [0, 1]."""
     import imagecodecs
     from PIL import ImageCms
 
@@ -42,12 +57,10 @@ def write_psb(path: Path, width: int = WIDTH, height: int = HEIGHT, rle8: bool =
         out.write(struct.pack(">I", len(block)) + block)
         out.write(struct.pack(">Q", 0))  # layer and mask section (PSB: 8-byte length)
         out.write(struct.pack(">H", 1 if rle8 else 0))
-        x = np.arange(width, dtype=np.float64)
         bands = []
         for channel in range(3):
             for y0 in range(0, height, BAND):
-                y = np.arange(y0, min(y0 + BAND, height), dtype=np.float64)[:, None]
-                wave = (np.sin(x / (300.0 + 100 * channel)) * np.cos(y / 250.0) + 1.0) / 2.0
+                wave = plane(channel, y0, min(y0 + BAND, height), width)
                 if not rle8:
                     out.write((wave * 65535.0).astype(">u2").tobytes())
                     continue

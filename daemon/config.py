@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from daemon.errors import ConfigError
+from daemon.profiles import BUILTIN_PROFILES, Profile, resolve_custom_profiles
 
 #: Names that are never work: partial copies, sync-tool temporaries, OS litter.
 DEFAULT_EXCLUDES: tuple[str, ...] = (
@@ -88,6 +89,9 @@ class Folder(_Model):
     on_success: Literal["keep", "move"] = "keep"
     done_dir: Path | None = None
     error_dir: Path | None = None
+    #: Results whose confidence (0–1, see daemon/confidence.py) is below this go to review_dir.
+    review_below: Annotated[float, Field(ge=0, le=1)] | None = None
+    review_dir: Path | None = None
 
     @property
     def all_excludes(self) -> tuple[str, ...]:
@@ -101,12 +105,18 @@ class Folder(_Model):
     def resolved_done_dir(self) -> Path:
         return self.done_dir or self.input.with_name(self.input.name + "-done")
 
+    @property
+    def resolved_review_dir(self) -> Path:
+        return self.review_dir or self.output.with_name(self.output.name + "-review")
+
     @model_validator(mode="after")
     def _side_folders_outside_input(self) -> Folder:
         # A folder written inside the watched tree would be picked up as new work.
         sides = {"output": self.output, "error_dir": self.resolved_error_dir}
         if self.on_success == "move":
             sides["done_dir"] = self.resolved_done_dir
+        if self.review_below is not None:
+            sides["review_dir"] = self.resolved_review_dir
         for key, path in sides.items():
             if _is_within(path, self.input):
                 raise ValueError(f"{key} ({path}) must not be inside input ({self.input})")
@@ -127,6 +137,24 @@ class Config(_Model):
     workers: Workers = Workers()
     retry: Retry = Retry()
     folders: tuple[Folder, ...] = ()
+    #: Custom profiles: each ``extends:`` a built-in and overrides knobs (daemon/profiles.py).
+    profiles: dict[str, Profile] = {}
+
+    @field_validator("profiles", mode="before")
+    @classmethod
+    def _extend_builtins(cls, value: Any) -> Any:
+        return resolve_custom_profiles(value) if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _folder_profiles_exist(self) -> Config:
+        known = {**BUILTIN_PROFILES, **self.profiles}
+        for index, folder in enumerate(self.folders):
+            if folder.profile not in known:
+                raise ValueError(
+                    f"folders.{index}.profile: unknown profile {folder.profile!r}; "
+                    f"choose one of: {', '.join(sorted(known))}"
+                )
+        return self
 
     @field_validator("model_size")
     @classmethod
@@ -168,7 +196,10 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             out[key] = fix(out[key])
     if isinstance(out.get("folders"), list):
         out["folders"] = [
-            {k: fix(v) if k in ("input", "output", "done_dir", "error_dir") else v for k, v in f.items()}
+            {
+                k: fix(v) if k in ("input", "output", "done_dir", "error_dir", "review_dir") else v
+                for k, v in f.items()
+            }
             if isinstance(f, dict)
             else f
             for f in out["folders"]

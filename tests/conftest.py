@@ -31,7 +31,7 @@ def save_jpeg(path: Path, rgb: np.ndarray, **params: object) -> Path:
 
 
 def run_hotmatte(
-    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 300
+    *args: str | Path | int, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*HOTMATTE, *map(str, args)],

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import DEFAULT_EXCLUDES, ConfigError, load_config, parse_config
+from daemon.config import DEFAULT_EXCLUDES, load_config, parse_config
+from daemon.errors import ConfigError
 from tests.conftest import REPO, run_hotmatte
 
 

@@ -17,7 +17,9 @@ def test_bands_equal_one_piece_resize() -> None:
     alpha = cv2.GaussianBlur(rng.random((64, 64), dtype=np.float32), (7, 7), 0)
     width, height = 1000, 1337
     one_piece = cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR)
-    bands = [upsample_alpha_band(alpha, width, height, y, min(y + 300, height)) for y in range(0, height, 300)]
+    bands = [
+        upsample_alpha_band(alpha, width, height, y, min(y + 300, height)) for y in range(0, height, 300)
+    ]
     stitched = np.vstack(bands)
     assert stitched.shape == (height, width)
     np.testing.assert_allclose(stitched, one_piece, atol=2e-6)
@@ -35,6 +37,7 @@ def test_sixteen_bit_input_keeps_depth_and_icc(tmp_path: Path) -> None:
     alpha = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
     out = write_cutout(reader, alpha, tmp_path / "out" / "deep.png")
     written = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert written is not None
     assert written.dtype == np.uint16 and written.shape == (BAND_ROWS + 77, 300, 4)
     assert np.array_equal(cv2.cvtColor(written[..., :3], cv2.COLOR_BGR2RGB), rgb16)
     assert written[0, 0, 3] == 0 and written[-1, -1, 3] == 65535

@@ -64,7 +64,11 @@ def test_header_over_the_limit_is_refused_before_decoding(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     "content, error",
-    [(b"", CorruptInput), (b"hello, not a picture", UnsupportedInput), (b"\xff\xd8\xff\xe0garbage", CorruptInput)],
+    [
+        (b"", CorruptInput),
+        (b"hello, not a picture", UnsupportedInput),
+        (b"\xff\xd8\xff\xe0garbage", CorruptInput),
+    ],
 )
 def test_bad_files_raise_input_errors(tmp_path: Path, content: bytes, error: type[Exception]) -> None:
     path = tmp_path / "bad.jpg"

@@ -30,13 +30,12 @@ def test_missing_weights_name_the_fetch_command(tmp_path: Path) -> None:
     result = run_hotmatte("process", "-o", tmp_path / "out", source, env={"HOTMATTE_WEIGHTS": str(empty)})
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"hotmatte: no model weights in {empty} (from $HOTMATTE_WEIGHTS); run `hotmatte weights fetch --dir {empty}`"
+        f"hotmatte: no model weights in {empty} (from $HOTMATTE_WEIGHTS); "
+        f"run `hotmatte weights fetch --dir {empty}`"
     )
 
 
-def test_location_order_is_config_then_environment_then_default(
-    tmp_path: Path, monkeypatch: object
-) -> None:
+def test_location_order_is_config_then_environment_then_default(tmp_path: Path, monkeypatch: object) -> None:
     import pytest
 
     assert isinstance(monkeypatch, pytest.MonkeyPatch)
