@@ -23,6 +23,8 @@ weights/manifest.json: | $(STAMP)
 weights: weights/manifest.json
 
 run: install weights
+	# The daemon never creates a missing input folder (it could be an unmounted share); the demo one is local.
+	mkdir -p hot
 	$(BIN)/hotmatte run
 
 lint: install

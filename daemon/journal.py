@@ -1,0 +1,292 @@
+"""The durable record of every file the daemon has seen: SQLite in WAL mode, on local disk.
+
+One row per (folder, relative path). A row's fingerprint (size, mtime_ns,
+profile hash, pipeline version) says *which version* of the file the state
+refers to, so a file that changes is processed again and one that has not is
+never processed twice::
+
+    pending ──claim──▶ running ──▶ done
+       ▲                  │   └──▶ failed      (permanent error, or retries used up)
+       └──── retry_later ─┘                    (transient error, with backoff)
+
+A crash leaves rows ``running``; :meth:`Journal.reset_running` puts them back
+to ``pending`` at start. WAL with ``synchronous=NORMAL`` survives a killed
+process; a power cut may lose the last few transitions, which only means
+redoing a file (outputs are replaced atomically), never losing one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal, cast
+
+State = Literal["pending", "running", "done", "failed"]
+STATES: tuple[State, ...] = ("pending", "running", "done", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    folder TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    profile_hash TEXT NOT NULL,
+    pipeline_version TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    error_class TEXT,
+    next_attempt REAL NOT NULL DEFAULT 0,
+    started_at REAL,
+    updated_at REAL NOT NULL,
+    output TEXT,
+    UNIQUE (folder, path)
+);
+CREATE INDEX IF NOT EXISTS files_due ON files (state, next_attempt);
+"""
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Which version of a file, processed which way."""
+
+    size: int
+    mtime_ns: int
+    profile_hash: str
+    pipeline_version: str
+
+
+def profile_hash(*settings: object) -> str:
+    """A short stable digest of everything (besides the file) that shapes the output."""
+    text = "\x1f".join(repr(s) for s in settings)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One journal row."""
+
+    id: int
+    folder: str
+    path: str
+    fingerprint: Fingerprint
+    state: State
+    attempts: int
+    last_error: str | None
+    error_class: str | None
+    next_attempt: float
+    started_at: float | None
+    updated_at: float
+    output: str | None
+
+
+def _entry(row: sqlite3.Row) -> Entry:
+    return Entry(
+        id=row["id"],
+        folder=row["folder"],
+        path=row["path"],
+        fingerprint=Fingerprint(row["size"], row["mtime_ns"], row["profile_hash"], row["pipeline_version"]),
+        state=cast(State, row["state"]),
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        error_class=row["error_class"],
+        next_attempt=row["next_attempt"],
+        started_at=row["started_at"],
+        updated_at=row["updated_at"],
+        output=row["output"],
+    )
+
+
+class Journal:
+    """Thread-safe access to the journal database (one connection, one lock)."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self._lock = threading.Lock()
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> Journal:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        return cls(db, path)
+
+    @classmethod
+    def open_read_only(cls, path: Path) -> Journal:
+        """For ``hotmatte status``: never creates or changes the database."""
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=30)
+        db.row_factory = sqlite3.Row
+        return cls(db, path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _one(self, sql: str, params: tuple[object, ...]) -> sqlite3.Row | None:
+        with self._lock:
+            row: sqlite3.Row | None = self._db.execute(sql, params).fetchone()
+            return row
+
+    def get(self, folder: str, path: str) -> Entry | None:
+        row = self._one("SELECT * FROM files WHERE folder = ? AND path = ?", (folder, path))
+        return _entry(row) if row else None
+
+    def get_by_id(self, entry_id: int) -> Entry | None:
+        row = self._one("SELECT * FROM files WHERE id = ?", (entry_id,))
+        return _entry(row) if row else None
+
+    # --- arrivals -------------------------------------------------------------------------------
+
+    def is_settled(
+        self, folder: str, path: str, fingerprint: Fingerprint, *, redo_done: bool = False
+    ) -> bool:
+        """True when offering this version again would change nothing.
+
+        ``redo_done`` is for folders that move originals away on success: a
+        file seen there again after ``done`` is a new drop, not the old one.
+        """
+        entry = self.get(folder, path)
+        if entry is None or entry.fingerprint != fingerprint:
+            return False
+        return not (redo_done and entry.state == "done")
+
+    def offer(self, folder: str, path: str, fingerprint: Fingerprint, *, redo_done: bool = False) -> bool:
+        """Record a complete file; return True if it became (or became again) pending."""
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute("SELECT * FROM files WHERE folder = ? AND path = ?", (folder, path)).fetchone()
+            if row is not None:
+                entry = _entry(row)
+                if entry.fingerprint == fingerprint and not (redo_done and entry.state == "done"):
+                    return False
+                db.execute("DELETE FROM files WHERE id = ?", (entry.id,))
+            db.execute(
+                "INSERT INTO files (folder, path, size, mtime_ns, profile_hash, pipeline_version, state,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+                (
+                    folder,
+                    path,
+                    fingerprint.size,
+                    fingerprint.mtime_ns,
+                    fingerprint.profile_hash,
+                    fingerprint.pipeline_version,
+                    now,
+                ),
+            )
+            return True
+
+    # --- work -----------------------------------------------------------------------------------
+
+    def reset_running(self) -> list[Entry]:
+        """Put rows a crash left ``running`` back to ``pending``; return them as they were."""
+        with self._transaction() as db:
+            rows = [_entry(r) for r in db.execute("SELECT * FROM files WHERE state = 'running'")]
+            db.execute(
+                "UPDATE files SET state = 'pending', updated_at = ? WHERE state = 'running'", (time.time(),)
+            )
+        return rows
+
+    def claim(self, folders: Collection[str], now: float | None = None) -> Entry | None:
+        """Take the oldest due pending row of one of ``folders`` and mark it running."""
+        if not folders:
+            return None
+        now = time.time() if now is None else now
+        marks = ",".join("?" * len(folders))
+        with self._transaction() as db:
+            row = db.execute(
+                f"SELECT * FROM files WHERE state = 'pending' AND next_attempt <= ? AND folder IN ({marks})"
+                " ORDER BY next_attempt, id LIMIT 1",
+                (now, *folders),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE files SET state = 'running', attempts = attempts + 1, started_at = ?, updated_at = ?"
+                " WHERE id = ?",
+                (now, now, row["id"]),
+            )
+        entry = _entry(row)
+        return replace(entry, state="running", attempts=entry.attempts + 1, started_at=now, updated_at=now)
+
+    def _set(self, entry_id: int, sql: str, params: tuple[object, ...]) -> None:
+        with self._transaction() as db:
+            db.execute(
+                f"UPDATE files SET {sql}, updated_at = ? WHERE id = ?", (*params, time.time(), entry_id)
+            )
+
+    def unclaim(self, entry_id: int) -> None:
+        """Undo a claim that was never started (the pipeline was full): no attempt is counted."""
+        self._set(entry_id, "state = 'pending', attempts = max(attempts - 1, 0)", ())
+
+    def mark_done(self, entry_id: int, output: str | None) -> None:
+        self._set(entry_id, "state = 'done', output = ?, last_error = NULL, error_class = NULL", (output,))
+
+    def mark_failed(self, entry_id: int, error_class: str, reason: str) -> None:
+        self._set(entry_id, "state = 'failed', error_class = ?, last_error = ?", (error_class, reason))
+
+    def retry_later(
+        self, entry_id: int, error_class: str, reason: str, next_attempt: float, *, count_attempt: bool = True
+    ) -> None:
+        """Back to pending, due at ``next_attempt``; ``count_attempt=False``: not the file's fault."""
+        undo = "" if count_attempt else ", attempts = max(attempts - 1, 0)"
+        self._set(
+            entry_id,
+            f"state = 'pending', error_class = ?, last_error = ?, next_attempt = ?{undo}",
+            (error_class, reason, next_attempt),
+        )
+
+    def forget(self, entry_id: int) -> None:
+        """Drop a row whose file vanished before it was processed."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM files WHERE id = ?", (entry_id,))
+
+    # --- reports --------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, dict[State, int]]:
+        """``{folder: {state: n}}`` with every state present (zero when none)."""
+        with self._lock:
+            rows = self._db.execute("SELECT folder, state, count(*) AS n FROM files GROUP BY folder, state")
+            result: dict[str, dict[State, int]] = {}
+            for row in rows:
+                per = result.setdefault(row["folder"], dict.fromkeys(STATES, 0))
+                per[cast(State, row["state"])] = row["n"]
+        return result
+
+    def backlog(self, folders: Collection[str] | None = None) -> int:
+        """Rows still to do (pending or running)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT folder, count(*) AS n FROM files WHERE state IN ('pending', 'running')"
+                " GROUP BY folder"
+            ).fetchall()
+        return sum(r["n"] for r in rows if folders is None or r["folder"] in folders)
+
+    def recent_failures(self, limit: int = 10) -> list[Entry]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM files WHERE state = 'failed' ORDER BY updated_at DESC, id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [_entry(r) for r in rows]

@@ -1,0 +1,414 @@
+"""``hotmatte run``: hot folders → journal → pipeline → outputs, until SIGTERM.
+
+One main thread owns the loop. Folder watchers (their own threads) put complete
+files on :attr:`Service._inbox`, and so does the pipeline with each outcome; the
+loop records both in the journal, feeds the pipeline from the journal's pending
+rows, and deals with results. Because the journal is the only source of work,
+a file can be lost neither by a missed event nor by a crash: at worst it is
+redone, and never once its output is known to exist.
+
+Signals: SIGHUP re-reads the config (folders come and go without a restart; an
+invalid config keeps the old one); SIGTERM and SIGINT drain in-flight files for
+up to ``drain_timeout_seconds`` and exit 0.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from daemon.config import Config, Folder, load_config
+from daemon.errors import ConfigError, WeightsError
+from daemon.journal import Entry, Fingerprint, Journal, profile_hash
+from daemon.logs import configure_logging
+from daemon.notify import Notifier
+from daemon.outcomes import OutcomeRecorder, Running
+from daemon.outputs import mirrored_path, remove_stale_temporaries
+from daemon.pipeline import PIPELINE_VERSION, Job, Outcome, Pipeline, build_pipeline
+from daemon.profiles import get_profile
+from daemon.watch import FolderWatcher
+
+log = structlog.get_logger("hotmatte")
+
+#: Settings the running engine and pipeline were built with; changing them needs a restart.
+RESTART_KEYS = ("weights", "device", "model_size", "max_megapixels", "journal", "workers")
+STATUS_EVERY_SECONDS = 2.0
+#: Exit code for a set-up problem (bad config, no usable weights, journal unusable), as in daemon.cli.
+EXIT_SETUP = 2
+
+
+@dataclass(frozen=True)
+class _Ready:
+    folder: Folder
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+def output_format(folder: Folder) -> str:
+    """The folder's ``output_format``, else its profile's."""
+    if folder.output_format:
+        return folder.output_format
+    try:
+        return get_profile(folder.profile).output_format
+    except ConfigError:
+        return "png"  # an unknown profile fails each file with a clear error; the path must still exist
+
+
+def fingerprint(config: Config, folder: Folder, size: int, mtime_ns: int) -> Fingerprint:
+    digest = profile_hash(folder.profile, output_format(folder), config.model_size)
+    return Fingerprint(size, mtime_ns, digest, PIPELINE_VERSION)
+
+
+def relative_key(folder: Folder, path: Path) -> str:
+    return path.relative_to(folder.input).as_posix()
+
+
+def destination_for(folder: Folder, relative: str) -> Path:
+    return mirrored_path(folder.input / relative, folder.input, folder.output, output_format(folder))
+
+
+class Service:
+    """The daemon's main loop; see the module docstring."""
+
+    def __init__(
+        self, config_path: Path | None, config: Config, journal: Journal, notifier: Notifier
+    ) -> None:
+        self._config_path = config_path
+        self._config = config
+        self._journal = journal
+        self._notifier = notifier
+        self._inbox: queue.SimpleQueue[_Ready | Outcome] = queue.SimpleQueue()
+        self._watchers: dict[str, FolderWatcher] = {}
+        self._running: dict[int, Running] = {}
+        self._in_pipeline: set[tuple[str, str]] = set()
+        self._outcomes = OutcomeRecorder(journal, lambda: self._config.retry)
+        self._stop_requested = False
+        self._reload_requested = False
+        self._full_at: int | None = None
+        self._next_status = 0.0
+        self._next_ping = 0.0
+        self._last_status = ""
+        self._unhealthy_logged = False
+        self.pipeline: Pipeline | None = None
+        self.drained = True
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        # Before the (slow) model load, so a stop request during start-up still ends cleanly.
+        self._install_signal_handlers()
+        self.pipeline = build_pipeline(self._config, self._inbox.put)
+        self._recover_interrupted()
+        self._remove_stale_temporaries()
+        self.pipeline.start()
+        for folder in self._config.folders:
+            self._start_watcher(folder)
+        log.info(
+            "start",
+            pid=os.getpid(),
+            folders=[f.name for f in self._config.folders],
+            config=str(self._config_path or "embedded default"),
+            journal=str(self._journal.path),
+        )
+        self._notifier.ready(self._status_text())
+        while not self._stop_requested:
+            self._handle_inbox(timeout=0.2)
+            if self._reload_requested:
+                self._reload_requested = False
+                self._reload()
+            self._feed_pipeline()
+            self._report()
+        return self._shut_down()
+
+    def _install_signal_handlers(self) -> None:
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            self._stop_requested = True
+
+        def reload(signum: int, _frame: FrameType | None) -> None:
+            self._reload_requested = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
+
+    def _shut_down(self) -> int:
+        assert self.pipeline is not None
+        self._notifier.stopping()
+        log.info("stopping", in_flight=self.pipeline.in_flight(), timeout=self._config.drain_timeout_seconds)
+        for watcher in self._watchers.values():
+            watcher.stop()
+        deadline = time.monotonic() + self._config.drain_timeout_seconds
+        # Keep recording outcomes while draining, so the journal is current if we are killed mid-way.
+        while self.pipeline.in_flight() and time.monotonic() < deadline:
+            self._handle_inbox(timeout=0.2, outcomes_only=True)
+        self.drained = self.pipeline.stop(0.0)
+        self._handle_inbox(timeout=0.0, outcomes_only=True)
+        log.info("stop", drained=self.drained, left_running=len(self._running))
+        self._journal.close()
+        return 0
+
+    # --- start-up -----------------------------------------------------------------------------------
+
+    def _recover_interrupted(self) -> None:
+        """Rows a crash left running go back to pending, unless their output was written meanwhile."""
+        folders = {f.name: f for f in self._config.folders}
+        for entry in self._journal.reset_running():
+            folder = folders.get(entry.folder)
+            if folder is None or entry.started_at is None:
+                continue
+            destination = destination_for(folder, entry.path)
+            try:
+                written_after_claim = destination.stat().st_mtime >= entry.started_at
+            except OSError:
+                continue
+            if written_after_claim:
+                # The output was published (atomically) after this attempt began, but the crash came
+                # before the journal heard of it: it is complete, so do not process the file twice.
+                self._journal.mark_done(entry.id, str(destination))
+                log.info("recovered", folder=folder.name, path=entry.path, output=str(destination))
+
+    def _remove_stale_temporaries(self) -> None:
+        roots = {
+            r for f in self._config.folders for r in (f.output, f.resolved_error_dir, f.resolved_done_dir)
+        }
+        for root in sorted(roots):
+            try:
+                removed = remove_stale_temporaries(root)
+            except OSError as exc:
+                log.warning("stale_cleanup_failed", root=str(root), error=str(exc))
+                continue
+            if removed:
+                log.info("stale_temporaries_removed", root=str(root), count=len(removed))
+
+    # --- watchers -----------------------------------------------------------------------------------
+
+    def _start_watcher(self, folder: Folder) -> None:
+        watcher = FolderWatcher(
+            folder, self._on_ready, self._is_settled, reconcile_seconds=self._config.reconcile_seconds
+        )
+        self._watchers[folder.name] = watcher
+        watcher.start()
+        log.info(
+            "watching",
+            folder=folder.name,
+            input=str(folder.input),
+            output=str(folder.output),
+            observer=watcher.kind,
+        )
+
+    def _on_ready(self, folder: Folder, path: Path, st: os.stat_result) -> None:
+        self._inbox.put(_Ready(folder, path, st.st_size, st.st_mtime_ns))
+
+    def _is_settled(self, folder: Folder, path: Path, st: os.stat_result) -> bool:
+        key = fingerprint(self._config, folder, st.st_size, st.st_mtime_ns)
+        redo = folder.on_success == "move"
+        return self._journal.is_settled(folder.name, relative_key(folder, path), key, redo_done=redo)
+
+    def _active_folder(self, name: str) -> Folder | None:
+        watcher = self._watchers.get(name)
+        return watcher.folder if watcher is not None else None
+
+    # --- the loop -----------------------------------------------------------------------------------
+
+    def _handle_inbox(self, timeout: float, *, outcomes_only: bool = False) -> None:
+        try:
+            item = self._inbox.get(timeout=timeout) if timeout > 0 else self._inbox.get_nowait()
+        except queue.Empty:
+            return
+        for _ in range(1000):  # bounded, so signals and feeding are not starved by a flood
+            if isinstance(item, _Ready):
+                if not outcomes_only:
+                    self._record_arrival(item)
+            else:
+                self._conclude(item)
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _record_arrival(self, ready: _Ready) -> None:
+        folder = ready.folder
+        if self._active_folder(folder.name) != folder:
+            return  # a watcher that a reload has just replaced
+        key = fingerprint(self._config, folder, ready.size, ready.mtime_ns)
+        relative = relative_key(folder, ready.path)
+        if self._journal.offer(folder.name, relative, key, redo_done=folder.on_success == "move"):
+            log.info("queued", folder=folder.name, path=relative, size=ready.size)
+
+    def _feed_pipeline(self) -> None:
+        assert self.pipeline is not None
+        in_flight = self.pipeline.in_flight()
+        if self._full_at is not None and in_flight >= self._full_at:
+            return  # still as full as when it last refused a job
+        self._full_at = None
+        available = [name for name, w in self._watchers.items() if w.available]
+        while (entry := self._journal.claim(available)) is not None:
+            folder = self._watchers[entry.folder].folder
+            if (folder.name, entry.path) in self._in_pipeline:
+                # An older version of this file is still in the pipeline; its output must not land
+                # after this one's. Try again once it is out.
+                self._journal.retry_later(
+                    entry.id,
+                    "Busy",
+                    "previous version still in progress",
+                    time.time() + 1.0,
+                    count_attempt=False,
+                )
+                continue
+            if not self._still_the_claimed_version(folder, entry):
+                continue
+            job = Job(
+                folder.input / entry.path, destination_for(folder, entry.path), folder.profile, entry.id
+            )
+            if not self.pipeline.submit(job, timeout=0):
+                self._journal.unclaim(entry.id)
+                self._full_at = self.pipeline.in_flight()
+                return
+            self._running[entry.id] = Running(folder, entry, time.monotonic())
+            self._in_pipeline.add((folder.name, entry.path))
+            log.info("started", folder=folder.name, path=entry.path, attempt=entry.attempts)
+
+    def _still_the_claimed_version(self, folder: Folder, entry: Entry) -> bool:
+        source = folder.input / entry.path
+        try:
+            st = source.stat()
+        except FileNotFoundError:
+            self._journal.forget(entry.id)
+            log.info("vanished", folder=folder.name, path=entry.path)
+            return False
+        except OSError as exc:
+            self._journal.retry_later(
+                entry.id,
+                type(exc).__name__,
+                str(exc),
+                time.time() + folder.poll_interval,
+                count_attempt=False,
+            )
+            return False
+        if (st.st_size, st.st_mtime_ns) != (entry.fingerprint.size, entry.fingerprint.mtime_ns):
+            # Changed after it looked complete: let the watcher wait for it to settle again.
+            self._journal.forget(entry.id)
+            self._watchers[folder.name].hint(source)
+            log.info("changed_again", folder=folder.name, path=entry.path)
+            return False
+        return True
+
+    # --- outcomes -----------------------------------------------------------------------------------
+
+    def _conclude(self, outcome: Outcome) -> None:
+        key = outcome.job.key
+        running = self._running.pop(key, None) if isinstance(key, int) else None
+        if running is None:
+            log.error("unknown_outcome", source=str(outcome.job.source))
+            return
+        self._in_pipeline.discard((running.folder.name, running.entry.path))
+        self._outcomes.record(running, outcome)
+
+    # --- reload -------------------------------------------------------------------------------------
+
+    def _reload(self) -> None:
+        self._notifier.reloading()
+        try:
+            new = load_config(self._config_path)
+        except ConfigError as exc:
+            log.error("reload_failed", problems=exc.problems, kept="previous config")
+            self._notifier.ready(self._status_text())
+            return
+        old = self._config
+        needs_restart = [key for key in RESTART_KEYS if getattr(old, key) != getattr(new, key)]
+        if needs_restart:
+            log.warning("reload_needs_restart", keys=needs_restart, kept="running values for these keys")
+        self._config = new.model_copy(update={key: getattr(old, key) for key in needs_restart})
+        configure_logging(self._config.log_level)
+        old_folders = {f.name: f for f in old.folders}
+        new_folders = {f.name: f for f in new.folders}
+        removed = [n for n in old_folders if n not in new_folders or new_folders[n] != old_folders[n]]
+        added = [n for n in new_folders if n not in old_folders or new_folders[n] != old_folders[n]]
+        for name in removed:
+            watcher = self._watchers.pop(name, None)
+            if watcher is not None:
+                watcher.stop()
+        for name in added:
+            self._start_watcher(new_folders[name])
+        log.info(
+            "reload",
+            added=[n for n in added if n not in old_folders],
+            removed=[n for n in removed if n not in new_folders],
+            changed=[n for n in added if n in old_folders],
+        )
+        self._notifier.ready(self._status_text())
+
+    # --- reporting ----------------------------------------------------------------------------------
+
+    def _status_text(self) -> str:
+        in_flight = self.pipeline.in_flight() if self.pipeline else 0
+        waiting = [n for n, w in self._watchers.items() if not w.available]
+        text = f"{self._journal.backlog()} to do, {in_flight} in the pipeline, {len(self._watchers)} folders"
+        return text + (f" ({', '.join(waiting)} unreachable)" if waiting else "")
+
+    def healthy(self) -> bool:
+        assert self.pipeline is not None
+        return self.pipeline.healthy() and all(w.healthy() for w in self._watchers.values())
+
+    def _report(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_status:
+            self._next_status = now + STATUS_EVERY_SECONDS
+            text = self._status_text()
+            if text != self._last_status:
+                self._notifier.status(text)
+                self._last_status = text
+        interval = self._notifier.watchdog_interval
+        if interval is None or now < self._next_ping:
+            return
+        self._next_ping = now + interval
+        if self.healthy():
+            self._notifier.watchdog()
+            self._unhealthy_logged = False
+        elif not self._unhealthy_logged:
+            # No ping: systemd's watchdog will restart us, which is what a wedged observer or stage needs.
+            log.error(
+                "unhealthy",
+                folders={n: w.healthy() for n, w in self._watchers.items()},
+                pipeline=self.pipeline.healthy() if self.pipeline else False,
+            )
+            self._unhealthy_logged = True
+
+
+def run_daemon(config_path: Path | None) -> int:
+    """Entry point of ``hotmatte run``; returns the process exit code."""
+    configure_logging("info")
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"hotmatte: config error: {problem}", file=sys.stderr)
+        return EXIT_SETUP
+    configure_logging(config.log_level)
+    try:
+        journal = Journal.open(config.journal)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"hotmatte: cannot open the journal {config.journal}: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    service = Service(config_path, config, journal, Notifier())
+    try:
+        code = service.run()
+    except WeightsError as exc:
+        print(f"hotmatte: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    if not service.drained:
+        # Stage threads are still inside the model or an encoder. Letting the interpreter finalise
+        # under them can crash at exit; their files stay `running` and are recovered at next start.
+        sys.stdout.flush()
+        os._exit(code)
+    return code

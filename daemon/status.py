@@ -1,0 +1,72 @@
+"""``hotmatte status``: what the journal says, per folder and state, and the latest failures.
+
+Reads the journal read-only, so it is safe to run while the daemon works.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+
+from daemon.config import Config, load_config
+from daemon.errors import ConfigError
+from daemon.journal import STATES, Journal, State
+
+FAILURES_SHOWN = 10
+
+
+def format_counts(counts: dict[str, dict[State, int]], configured: list[str]) -> list[str]:
+    """A fixed-width table: one row per folder (configured ones first, then any left in the journal)."""
+    names = configured + sorted(set(counts) - set(configured))
+    width = max([len("folder"), *(len(n) for n in names)])
+    lines = [f"{'folder':<{width}}  " + "  ".join(f"{s:>8}" for s in STATES)]
+    for name in names:
+        per = counts.get(name, dict.fromkeys(STATES, 0))
+        note = "" if name in configured else "  (no longer configured)"
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{per[s]:>8}" for s in STATES) + note)
+    return lines
+
+
+def format_failures(journal: Journal, limit: int = FAILURES_SHOWN) -> list[str]:
+    failures = journal.recent_failures(limit)
+    if not failures:
+        return ["no failures"]
+    lines = [f"last {len(failures)} failure(s), newest first:"]
+    for entry in failures:
+        when = datetime.fromtimestamp(entry.updated_at).astimezone().isoformat(timespec="seconds")
+        lines.append(f"  {when}  {entry.folder}/{entry.path}")
+        lines.append(f"      {entry.error_class}: {entry.last_error}")
+    return lines
+
+
+def render_status(config: Config, journal: Journal) -> str:
+    counts = journal.counts()
+    configured = [f.name for f in config.folders]
+    lines = [f"journal: {journal.path}", *format_counts(counts, configured), "", *format_failures(journal)]
+    return "\n".join(lines) + "\n"
+
+
+def show_status(config_path: Path | None, out: TextIO = sys.stdout) -> int:
+    """Print the status; 0 when shown, 1 when there is no journal yet, 2 on a bad config."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    if not config.journal.exists():
+        print(f"no journal at {config.journal} yet: the daemon has not run with this config", file=out)
+        return 1
+    try:
+        journal = Journal.open_read_only(config.journal)
+        try:
+            out.write(render_status(config, journal))
+        finally:
+            journal.close()
+    except sqlite3.Error as exc:
+        print(f"cannot read the journal {config.journal}: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,62 @@
+"""``hotmatte status`` from a real journal file and a real config file."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from daemon.journal import Fingerprint, Journal
+from daemon.status import show_status
+
+FP = Fingerprint(1, 1, "p", "1")
+
+
+def write_config(tmp_path: Path) -> Path:
+    config = tmp_path / "hotmatte.yaml"
+    config.write_text(
+        "journal: state/journal.sqlite\n"
+        "folders:\n"
+        "  - {name: studio, input: hot, output: out}\n"
+        "  - {name: empty, input: hot2, output: out2}\n"
+    )
+    return config
+
+
+def test_counts_per_folder_and_state_and_the_last_failures(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    journal = Journal.open(tmp_path / "state" / "journal.sqlite")
+    for n in range(4):
+        journal.offer("studio", f"{n}.jpg", FP)
+    done = journal.claim(["studio"])
+    failed = journal.claim(["studio"])
+    journal.claim(["studio"])
+    assert done is not None and failed is not None
+    journal.mark_done(done.id, "out/0.png")
+    journal.mark_failed(failed.id, "CorruptInput", "truncated JPEG")
+    journal.offer("retired", "old.jpg", FP)
+    journal.close()
+
+    out = io.StringIO()
+    assert show_status(config, out) == 0
+    lines = out.getvalue().splitlines()
+    header = lines[1].split()
+    assert header == ["folder", "pending", "running", "done", "failed"]
+    assert lines[2].split() == ["studio", "1", "1", "1", "1"]
+    assert lines[3].split() == ["empty", "0", "0", "0", "0"]
+    assert lines[4].split()[:5] == ["retired", "1", "0", "0", "0"] and "no longer configured" in lines[4]
+    text = out.getvalue()
+    assert "studio/1.jpg" in text and "CorruptInput: truncated JPEG" in text
+
+
+def test_no_journal_yet_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    out = io.StringIO()
+    assert show_status(config, out) == 1
+    assert "no journal" in out.getvalue()
+    assert not (tmp_path / "state").exists()
+
+
+def test_a_bad_config_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("folders: 3\n")
+    assert show_status(config, io.StringIO()) == 2
