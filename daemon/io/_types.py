@@ -41,6 +41,13 @@ class ImageInfo:
             return self.height, self.width
         return self.width, self.height
 
+    @property
+    def oriented_dpi(self) -> tuple[float, float] | None:
+        """(horizontal, vertical) DPI of the image as the user sees it."""
+        if self.dpi is not None and self.orientation in (5, 6, 7, 8):
+            return self.dpi[1], self.dpi[0]
+        return self.dpi
+
 
 class ImageReader(Protocol):
     """One open input file. Every array it returns is already EXIF-oriented.

@@ -75,3 +75,12 @@ def test_bad_files_raise_input_errors(tmp_path: Path, content: bytes, error: typ
     path.write_bytes(content)
     with pytest.raises(error):
         open_image(path, max_megapixels=10).read()
+
+
+def test_dpi_follows_the_orientation(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "rotated.jpg"
+    Image.new("RGB", (60, 40)).save(path, exif=exif, dpi=(300, 150))
+    info = open_image(path, max_megapixels=10).info
+    assert info.dpi == (300, 150) and info.oriented_dpi == (150, 300)

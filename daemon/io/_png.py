@@ -1,0 +1,147 @@
+"""A streaming PNG encoder: rows in, file out, never the whole image in memory.
+
+Written by hand on top of zlib because no library we have streams PNG rows: cv2 and
+imagecodecs encode one whole array (2.5 GB peak for a 108 MP RGBA16, NOTES §2), Pillow
+cannot hold 16-bit RGB(A) at all, and pypng is pure Python (minutes per 100 MP).
+
+Rows are filtered with numpy in pieces of about 8 MB, each compressed *independently* as
+raw deflate ended by a sync flush; those pieces concatenate into one valid zlib stream
+(the pigz technique), so two pieces compress at once on the pool's threads (zlib releases
+the GIL). Losing the 32 KB history at each piece boundary costs well under 0.1 % in size.
+Filter "up" is the default: on real photos it is within 1-4 % of Paeth's size at half
+its cost, and 40-50 % smaller than no filter for 8-bit (bench numbers in the report).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import BinaryIO
+
+import numpy as np
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+IDAT_MAX = 1 << 24
+PIECE_BYTES = 8 << 20
+FILTERS = {"none": 0, "sub": 1, "up": 2, "paeth": 4}
+COLOUR_TYPE = {3: 2, 4: 6}  # RGB, RGBA
+METERS_PER_INCH = 0.0254
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    crc = zlib.crc32(payload, zlib.crc32(kind))
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+
+def _zlib_header(level: int) -> bytes:
+    # FLEVEL is informational; each value here makes CMF*256+FLG a multiple of 31 as RFC 1950 asks.
+    flag = 0x01 if level <= 1 else 0x5E if level <= 5 else 0x9C if level == 6 else 0xDA
+    return bytes((0x78, flag))
+
+
+def _compress_piece(data: memoryview, level: int) -> tuple[bytes, bytes]:
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 9)
+    return compressor.compress(data), compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+def _filter_into(out: np.ndarray, raw: np.ndarray, previous: np.ndarray, bpp: int, method: int) -> None:
+    """PNG-filter ``raw`` (rows x bytes, uint8) into ``out`` (rows x 1+bytes), given the row above it."""
+    out[:, 0] = method
+    body = out[:, 1:]
+    if method == 0:
+        body[...] = raw
+        return
+    above = np.concatenate([previous[None, :], raw[:-1]], axis=0)
+    if method == 2:
+        np.subtract(raw, above, out=body)
+        return
+    left = np.zeros_like(raw)
+    left[:, bpp:] = raw[:, :-bpp]
+    if method == 1:
+        np.subtract(raw, left, out=body)
+        return
+    upper_left = np.zeros_like(raw)
+    upper_left[:, bpp:] = above[:, :-bpp]
+    a, b, c = left.astype(np.int16), above.astype(np.int16), upper_left.astype(np.int16)
+    pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
+    predictor = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, above, upper_left))
+    np.subtract(raw, predictor, out=body)
+
+
+class PngStream:
+    """Writes a PNG to ``fh`` from bands of HxWxC uint8/uint16 RGB(A) rows, top to bottom."""
+
+    def __init__(
+        self,
+        fh: BinaryIO,
+        *,
+        width: int,
+        height: int,
+        channels: int,
+        bit_depth: int,
+        icc: bytes | None,
+        dpi: tuple[float, float] | None,
+        level: int,
+        filter_name: str,
+    ) -> None:
+        self._fh = fh
+        self._level = level
+        self._method = FILTERS[filter_name]
+        self._bpp = channels * bit_depth // 8
+        self._previous = np.zeros(width * self._bpp, np.uint8)
+        self._adler = zlib.adler32(b"")
+        self._pool = ThreadPoolExecutor(max_workers=2)
+        self._pending: deque[Future[tuple[bytes, bytes]]] = deque()
+        header = struct.pack(">IIBBBBB", width, height, bit_depth, COLOUR_TYPE[channels], 0, 0, 0)
+        fh.write(PNG_SIGNATURE + _chunk(b"IHDR", header))
+        if icc:
+            fh.write(_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
+        if dpi:
+            x, y = (round(d / METERS_PER_INCH) for d in dpi)
+            fh.write(_chunk(b"pHYs", struct.pack(">IIB", x, y, 1)))
+        self._write_idat(_zlib_header(level))
+
+    def write_rows(self, pixels: np.ndarray) -> None:
+        row_bytes = pixels.shape[1] * self._bpp
+        # Pieces of a few MB: the byte-swapped copy, the filter temporaries and the pieces
+        # waiting for or under compression stay small, whatever the band height.
+        step = max(1, PIECE_BYTES // row_bytes)
+        for r0 in range(0, pixels.shape[0], step):
+            chunk = pixels[r0 : r0 + step]
+            big_endian = chunk.astype(">u2") if chunk.dtype == np.uint16 else np.ascontiguousarray(chunk)
+            raw = big_endian.view(np.uint8).reshape(chunk.shape[0], row_bytes)
+            filtered = np.empty((chunk.shape[0], row_bytes + 1), np.uint8)
+            _filter_into(filtered, raw, self._previous, self._bpp, self._method)
+            self._previous = raw[-1].copy()
+            self._adler = zlib.adler32(filtered.data, self._adler)
+            self._pending.append(self._pool.submit(_compress_piece, filtered.data, self._level))
+            while len(self._pending) > 2:  # both pool threads busy, nothing more queued
+                self._write_pieces(self._pending.popleft().result())
+
+    def finish(self) -> None:
+        while self._pending:
+            self._write_pieces(self._pending.popleft().result())
+        final = zlib.compressobj(self._level, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)
+        self._write_idat(final + struct.pack(">I", self._adler))
+        self._fh.write(_chunk(b"IEND", b""))
+        self._pool.shutdown()
+
+    def abandon(self) -> None:
+        for future in self._pending:
+            future.cancel()
+        self._pool.shutdown(wait=True)
+
+    def _write_pieces(self, pieces: tuple[bytes, ...]) -> None:
+        for piece in pieces:
+            if piece:
+                self._write_idat(piece)
+
+    def _write_idat(self, data: bytes) -> None:
+        view = memoryview(data)
+        for start in range(0, len(view), IDAT_MAX):
+            payload = view[start : start + IDAT_MAX]  # a view: no copy of megabytes of pixels
+            self._fh.write(struct.pack(">I", len(payload)) + b"IDAT")
+            self._fh.write(payload)
+            self._fh.write(struct.pack(">I", zlib.crc32(payload, zlib.crc32(b"IDAT"))))

@@ -1,0 +1,315 @@
+"""Output writers fed band by band, top to bottom, so the full image is never held.
+
+``open_writer`` returns a :class:`BandWriter` writing to a path (the temporary path that
+:func:`daemon.outputs.write_atomically` hands out). Every writer checks each band's
+width, channels and dtype and, at :meth:`BandWriter.close`, that exactly ``height`` rows
+came; otherwise it raises ``ValueError`` and the caller discards the temporary.
+
+- TIFF: RGB(A), 8/16-bit, 512x512 tiles, LZW or Deflate with the horizontal predictor,
+  unassociated alpha (ExtraSamples = 2), ICC profile and DPI, standard tags only (no
+  tifffile JSON description), BigTIFF above 3.5 GB uncompressed. Photoshop opens these.
+- PNG: streaming encoder (:mod:`daemon.io._png`), 8/16-bit RGB(A), iCCP and pHYs.
+- JPEG: 8-bit RGB through Pillow. libjpeg via Pillow has no row-push API, so this one
+  *does* hold the whole 8-bit RGB image (3 bytes a pixel: 324 MB for 108 MP).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, Protocol
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+from daemon.errors import UnsupportedInput
+from daemon.io._png import FILTERS, PngStream
+
+OutputFormat = Literal["tiff", "png", "jpeg"]
+TILE = 512
+BIGTIFF_ABOVE = 3_500_000_000
+TIFF_COMPRESSIONS = {"lzw": "lzw", "deflate": "adobe_deflate"}
+EXTRASAMPLE_UNASSOCIATED = 2
+JPEG_MAX_SIDE = 65_535
+
+
+class BandWriter(Protocol):
+    def write_band(self, pixels: np.ndarray) -> None:
+        """The next rows of the image, HxWxC in the writer's dtype."""
+        ...
+
+    def close(self) -> None:
+        """Finish the file. Raises ValueError when fewer than ``height`` rows came."""
+        ...
+
+    def abort(self) -> None:
+        """Stop without finishing; the file at the path is garbage to be discarded."""
+        ...
+
+
+def open_writer(
+    fmt: OutputFormat,
+    path: Path,
+    *,
+    width: int,
+    height: int,
+    channels: int,
+    bit_depth: int,
+    icc: bytes | None = None,
+    dpi: tuple[float, float] | None = None,
+    tiff_compression: str = "lzw",
+    png_level: int = 1,
+    png_filter: str = "up",
+    jpeg_quality: int = 92,
+) -> BandWriter:
+    if fmt == "tiff":
+        return TiffBandWriter(path, width, height, channels, bit_depth, icc, dpi, tiff_compression)
+    if fmt == "png":
+        return PngBandWriter(path, width, height, channels, bit_depth, icc, dpi, png_level, png_filter)
+    if fmt == "jpeg":
+        return JpegBandWriter(path, width, height, channels, bit_depth, icc, dpi, jpeg_quality)
+    raise ValueError(f"unknown output format {fmt!r}")
+
+
+class _BandChecks:
+    """Shape bookkeeping shared by every writer."""
+
+    def __init__(self, width: int, height: int, channels: int, bit_depth: int) -> None:
+        if channels not in (3, 4):
+            raise ValueError(f"writers take RGB or RGBA, not {channels} channels")
+        if bit_depth not in (8, 16):
+            raise ValueError(f"bit depth {bit_depth} is not 8 or 16")
+        if width < 1 or height < 1:
+            raise ValueError(f"empty image {width}x{height}")
+        self.width, self.height, self.channels = width, height, channels
+        self.dtype = np.dtype(np.uint8 if bit_depth == 8 else np.uint16)
+        self.rows_written = 0
+
+    def _accept(self, pixels: np.ndarray) -> None:
+        expected = (self.width, self.channels, self.dtype)
+        if pixels.ndim != 3 or (pixels.shape[1], pixels.shape[2], pixels.dtype) != expected:
+            raise ValueError(f"band {pixels.shape} {pixels.dtype} does not fit {expected}")
+        if self.rows_written + pixels.shape[0] > self.height:
+            raise ValueError(f"more than {self.height} rows written")
+        self.rows_written += pixels.shape[0]
+
+    def _require_complete(self) -> None:
+        if self.rows_written != self.height:
+            raise ValueError(f"only {self.rows_written} of {self.height} rows were written")
+
+    def __enter__(self) -> _BandChecks:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+
+class TiffBandWriter(_BandChecks):
+    """Tiled TIFF. tifffile pulls tiles from a generator, so it runs on a thread fed by a
+    queue of 512-row strips (one queued, one being tiled: ~100 MB for a 12000-px-wide RGBA16)."""
+
+    def __init__(
+        self,
+        path: Path,
+        width: int,
+        height: int,
+        channels: int,
+        bit_depth: int,
+        icc: bytes | None,
+        dpi: tuple[float, float] | None,
+        compression: str,
+    ) -> None:
+        super().__init__(width, height, channels, bit_depth)
+        if compression not in TIFF_COMPRESSIONS:
+            raise ValueError(f"TIFF compression {compression!r} is not one of {sorted(TIFF_COMPRESSIONS)}")
+        self._buffer = np.empty((TILE, width, channels), self.dtype)
+        self._buffered = 0
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._end_seen = False
+        self._options = dict(
+            shape=(height, width, channels),
+            dtype=self.dtype,
+            tile=(TILE, TILE),
+            photometric="rgb",
+            planarconfig="contig",
+            extrasamples=[EXTRASAMPLE_UNASSOCIATED] if channels == 4 else None,
+            compression=TIFF_COMPRESSIONS[compression],
+            predictor=True,
+            iccprofile=icc,
+            resolution=dpi,
+            resolutionunit=2 if dpi else None,  # inch
+            bigtiff=height * width * channels * self.dtype.itemsize > BIGTIFF_ABOVE,
+            metadata=None,  # no tifffile JSON ImageDescription: standard tags only
+            software=False,
+            buffersize=8 << 20,
+            maxworkers=2,
+        )
+        self._thread = threading.Thread(target=self._encode, args=(path,), name="tiff-writer", daemon=True)
+        self._thread.start()
+
+    def _encode(self, path: Path) -> None:
+        try:
+            tifffile.imwrite(path, data=self._tiles(), **self._options)  # type: ignore[arg-type]
+        except BaseException as exc:
+            self._error = exc
+            while not self._end_seen:  # unblock the feeder until it sends the end marker
+                self._end_seen = self._queue.get() is None
+
+    def _tiles(self) -> Iterator[np.ndarray]:
+        while (strip := self._queue.get()) is not None:
+            for x0 in range(0, self.width, TILE):
+                yield strip[:, x0 : x0 + TILE]
+        self._end_seen = True
+
+    def write_band(self, pixels: np.ndarray) -> None:
+        self._accept(pixels)
+        start = 0
+        while start < pixels.shape[0]:
+            take = min(TILE - self._buffered, pixels.shape[0] - start)
+            self._buffer[self._buffered : self._buffered + take] = pixels[start : start + take]
+            self._buffered += take
+            start += take
+            if self._buffered == TILE or (self.rows_written == self.height and start == pixels.shape[0]):
+                # Hand the filled strip over and start a fresh one: no copy, and the encoder
+                # thread owns what it was given.
+                self._send(self._buffer[: self._buffered])
+                self._buffer = np.empty_like(self._buffer)
+                self._buffered = 0
+
+    def _send(self, strip: np.ndarray | None) -> None:
+        while True:
+            if self._error is not None:
+                raise self._error
+            try:
+                self._queue.put(strip, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        self._stop_encoder()
+        self._require_complete()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        self._stop_encoder()
+
+    def _stop_encoder(self) -> None:
+        # The end marker makes the tile generator return (or the error drain stop); tifffile
+        # may also have finished without asking for it, when the thread is already gone.
+        while self._thread.is_alive():
+            try:
+                self._queue.put(None, timeout=0.2)
+                break
+            except queue.Full:
+                continue
+        self._thread.join()
+
+
+class PngBandWriter(_BandChecks):
+    def __init__(
+        self,
+        path: Path,
+        width: int,
+        height: int,
+        channels: int,
+        bit_depth: int,
+        icc: bytes | None,
+        dpi: tuple[float, float] | None,
+        level: int,
+        filter_name: str,
+    ) -> None:
+        super().__init__(width, height, channels, bit_depth)
+        if not 0 <= level <= 9 or filter_name not in FILTERS:
+            raise ValueError(f"PNG level {level} / filter {filter_name!r} invalid")
+        self._fh = open(path, "wb")  # noqa: SIM115 - closed in close()/abort()
+        self._stream = PngStream(
+            self._fh,
+            width=width,
+            height=height,
+            channels=channels,
+            bit_depth=bit_depth,
+            icc=icc,
+            dpi=dpi,
+            level=level,
+            filter_name=filter_name,
+        )
+
+    def write_band(self, pixels: np.ndarray) -> None:
+        self._accept(pixels)
+        self._stream.write_rows(pixels)
+
+    def close(self) -> None:
+        try:
+            self._require_complete()
+            self._stream.finish()
+        except BaseException:
+            self.abort()
+            raise
+        self._fh.close()
+
+    def abort(self) -> None:
+        self._stream.abandon()
+        self._fh.close()
+
+
+class JpegBandWriter(_BandChecks):
+    def __init__(
+        self,
+        path: Path,
+        width: int,
+        height: int,
+        channels: int,
+        bit_depth: int,
+        icc: bytes | None,
+        dpi: tuple[float, float] | None,
+        quality: int,
+    ) -> None:
+        super().__init__(width, height, channels, bit_depth)
+        if channels != 3 or bit_depth != 8:
+            raise ValueError("JPEG output takes 8-bit RGB only")
+        if max(width, height) > JPEG_MAX_SIDE:
+            raise UnsupportedInput(f"JPEG cannot hold {width}x{height}: at most {JPEG_MAX_SIDE} px a side")
+        self._path, self._icc, self._dpi, self._quality = path, icc, dpi, quality
+        self._image: np.ndarray | None = np.empty((height, width, 3), np.uint8)
+
+    def write_band(self, pixels: np.ndarray) -> None:
+        start = self.rows_written
+        self._accept(pixels)
+        assert self._image is not None
+        self._image[start : self.rows_written] = pixels
+
+    def close(self) -> None:
+        self._require_complete()
+        assert self._image is not None
+        # At delivery qualities keep full chroma (4:4:4): 4:2:0 smears colour along cut-out edges.
+        options: dict[str, object] = {
+            "quality": self._quality,
+            "subsampling": 0 if self._quality >= 90 else 2,
+        }
+        if self._icc:
+            options["icc_profile"] = self._icc
+        if self._dpi:
+            options["dpi"] = self._dpi
+        Image.fromarray(self._image).save(self._path, "JPEG", **options)
+        self._image = None
+
+    def abort(self) -> None:
+        self._image = None
