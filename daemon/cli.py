@@ -30,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     process.add_argument("--config", type=Path, help="config file for weights, device, workers, limits")
     process.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides the config's device")
     process.add_argument("--model-size", type=int, help="model input size, a multiple of 32 (default 1024)")
-    process.add_argument("--format", choices=("png", "tiff"), help="output format (default: the profile's)")
+    process.add_argument(
+        "--format", choices=("png", "tiff", "jpeg"), help="output format (default: the profile's)"
+    )
 
     run = commands.add_parser("run", help="run the watch-folder daemon")
     run.add_argument("--config", type=Path, help="config file (default: the embedded ./hot → ./out config)")
@@ -60,7 +62,9 @@ def _process(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("device", args.device), ("model_size", args.model_size)) if v is not None}
     if overrides:
         config = type(config).model_validate({**config.model_dump(), **overrides})
-    profile = get_profile(args.profile)
+    profile = get_profile(args.profile, config.profiles)
+    if args.format == "jpeg" and profile.transparent:
+        raise ConfigError([f"--format jpeg has no alpha, and profile {profile.name!r} is transparent"])
     plan = plan_jobs(args.inputs, args.output, profile.name, args.format or profile.output_format)
     pipeline = build_pipeline(config, lambda outcome: None)
     return run_batch(pipeline, plan)

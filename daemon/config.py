@@ -10,6 +10,7 @@ folders.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from daemon.errors import ConfigError
-from daemon.profiles import BUILTIN_PROFILES, Profile, resolve_custom_profiles
+from daemon.profiles import BUILTIN_PROFILES, Profile, background_kind, resolve_custom_profiles
 
 #: Names that are never work: partial copies, sync-tool temporaries, OS litter.
 DEFAULT_EXCLUDES: tuple[str, ...] = (
@@ -85,7 +86,7 @@ class Folder(_Model):
     min_age_seconds: Annotated[float, Field(ge=0)] = 1.0
     include: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
-    output_format: Literal["png", "tiff"] | None = None
+    output_format: Literal["png", "tiff", "jpeg"] | None = None
     on_success: Literal["keep", "move"] = "keep"
     done_dir: Path | None = None
     error_dir: Path | None = None
@@ -154,6 +155,11 @@ class Config(_Model):
                     f"folders.{index}.profile: unknown profile {folder.profile!r}; "
                     f"choose one of: {', '.join(sorted(known))}"
                 )
+            if folder.output_format == "jpeg" and known[folder.profile].transparent:
+                raise ValueError(
+                    f"folders.{index}.output_format: jpeg has no alpha, and profile {folder.profile!r} "
+                    "has a transparent background; use png or tiff, or a profile with a background"
+                )
         return self
 
     @field_validator("model_size")
@@ -204,7 +210,20 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             else f
             for f in out["folders"]
         ]
+    if isinstance(out.get("profiles"), dict):
+        out["profiles"] = {name: _resolve_background(p, fix) for name, p in out["profiles"].items()}
     return out
+
+
+def _resolve_background(profile: Any, fix: Callable[[Any], Any]) -> Any:
+    """A background image path, like every other path, is relative to the config file."""
+    if not isinstance(profile, dict) or not isinstance(profile.get("background"), str):
+        return profile
+    try:
+        kind = background_kind(profile["background"])
+    except ValueError:
+        return profile  # validation reports it, naming the key
+    return {**profile, "background": fix(profile["background"])} if kind == "image" else profile
 
 
 def _field_key(error: ErrorDetails) -> str:

@@ -1,20 +1,31 @@
 """From the model's low-resolution alpha to the finished file, one band at a time.
 
-The full-resolution image, alpha and output are never held together: each band
-of the original is read, gets its slice of upsampled alpha, and goes straight
-to a streaming writer.
+The full-resolution image, alpha and output are never held together: each band of
+the original is read with a halo (:mod:`daemon.bands`), gets its slice of upsampled
+alpha, the profile's refinement and clean-up, is framed (:mod:`daemon.framing`),
+composed onto its background and goes straight to a streaming writer.
+
+Decisions that need the whole picture (islands, holes, the crop box, the face, the
+coarse foreground colours, the confidence) are made first on low-resolution data.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from daemon import masks
+from daemon.bands import resize_rows, windows
+from daemon.confidence import confidence
+from daemon.finishing import LowRes, Plan, compose_output, plan_finish, process_window
+from daemon.framing import Reframer
 from daemon.io._types import ImageReader
-from daemon.io.writers import OutputFormat, open_writer
+from daemon.io.writers import BandWriter, OutputFormat, open_writer
 from daemon.outputs import write_atomically
+from daemon.profiles import BUILTIN_PROFILES, ID_DPI, Profile
 
 BAND_ROWS = 512
 FORMAT_BY_SUFFIX: dict[str, OutputFormat] = {
@@ -24,38 +35,20 @@ FORMAT_BY_SUFFIX: dict[str, OutputFormat] = {
     ".jpg": "jpeg",
     ".jpeg": "jpeg",
 }
+MASK_SUFFIX = ".mask.png"
 
 
 @dataclass(frozen=True)
-class _Axis:
-    """Bilinear sampling positions along one axis, half-pixel centres (as ``cv2.resize``)."""
-
-    low: np.ndarray
-    high: np.ndarray
-    weight: np.ndarray
-
-    @classmethod
-    def mapping(cls, source: int, target: int, start: int = 0, stop: int | None = None) -> _Axis:
-        stop = target if stop is None else stop
-        centres = (np.arange(start, stop, dtype=np.float64) + 0.5) * (source / target) - 0.5
-        centres = np.clip(centres, 0.0, source - 1)
-        low = np.floor(centres).astype(np.intp)
-        high = np.minimum(low + 1, source - 1)
-        return cls(low, high, (centres - low).astype(np.float32))
+class CutoutResult:
+    output: Path
+    confidence: float
+    review: bool
+    mask: Path | None = None
 
 
 def upsample_alpha_band(alpha: np.ndarray, width: int, height: int, y0: int, y1: int) -> np.ndarray:
-    """Rows ``[y0, y1)`` of ``alpha`` bilinearly resized to ``width``×``height``.
-
-    Each output row depends only on its own coordinate, so bands stitch with no
-    seam and equal a one-piece resize.
-    """
-    rows = _Axis.mapping(alpha.shape[0], height, y0, y1)
-    cols = _Axis.mapping(alpha.shape[1], width)
-    wy = rows.weight[:, None]
-    vertical = alpha[rows.low] * (1.0 - wy) + alpha[rows.high] * wy
-    wx = cols.weight[None, :]
-    return vertical[:, cols.low] * (1.0 - wx) + vertical[:, cols.high] * wx
+    """Rows ``[y0, y1)`` of ``alpha`` bilinearly resized to ``width``×``height`` (seamless across bands)."""
+    return resize_rows(alpha, width, height, y0, y1)
 
 
 def _scale_alpha(alpha: np.ndarray, dtype: np.dtype[np.generic]) -> np.ndarray:
@@ -73,25 +66,94 @@ def output_bit_depth(input_bit_depth: int) -> int:
     return 8 if input_bit_depth <= 8 else 16
 
 
+def mask_path_for(output: Path) -> Path:
+    return output.with_name(output.stem + MASK_SUFFIX)
+
+
+def clean_model_alpha(alpha: np.ndarray, profile: Profile) -> np.ndarray:
+    """Islands and holes are decided on the model's grid, where the subject is a few components."""
+    alpha = alpha.astype(np.float32, copy=False)
+    if profile.keep_largest_subject:
+        alpha = masks.keep_largest_subject(alpha)
+    if profile.fill_holes:
+        alpha = masks.fill_holes(alpha)
+    return alpha
+
+
+def cut_out(
+    reader: ImageReader,
+    alpha: np.ndarray,
+    destination: Path,
+    profile: Profile = BUILTIN_PROFILES["raw"],
+    *,
+    review_below: float | None = None,
+    review_destination: Path | None = None,
+    band_rows: int = BAND_ROWS,
+) -> CutoutResult:
+    """Write the cut-out of ``reader`` for the model's ``alpha`` with ``profile``, atomically.
+
+    The result goes to ``review_destination`` instead when its confidence is below ``review_below``.
+    """
+    alpha = clean_model_alpha(alpha, profile)
+    score = confidence(alpha)
+    review = review_below is not None and review_destination is not None and score < review_below
+    target = review_destination if review and review_destination is not None else destination
+    if profile.is_raw:
+        return CutoutResult(_write_raw(reader, alpha, target, band_rows), score, review)
+    plan = plan_finish(reader, alpha, profile, band_rows)
+    mask = mask_path_for(target) if profile.save_mask else None
+    if mask is None:
+        output = write_atomically(target, lambda tmp: _render(reader, plan, tmp, None))
+    else:
+
+        def write_both(mask_tmp: Path) -> None:
+            write_atomically(target, lambda tmp: _render(reader, plan, tmp, mask_tmp))
+
+        write_atomically(mask, write_both)
+        output = target
+    return CutoutResult(output, score, review, mask)
+
+
 def write_cutout(reader: ImageReader, alpha: np.ndarray, destination: Path) -> Path:
-    """Write ``reader``'s image with ``alpha`` as an RGBA file at ``destination``, atomically."""
+    """``raw``: ``reader``'s image with ``alpha`` as an RGBA file at ``destination``, atomically."""
+    return cut_out(reader, alpha, destination).output
+
+
+def _open(
+    fmt: OutputFormat,
+    path: Path,
+    width: int,
+    height: int,
+    channels: int,
+    bits: int,
+    icc: bytes | None,
+    dpi: tuple[float, float] | None,
+    quality: int = 92,
+) -> BandWriter:
+    return open_writer(
+        fmt,
+        path,
+        width=width,
+        height=height,
+        channels=channels,
+        bit_depth=bits,
+        icc=icc,
+        dpi=dpi,
+        jpeg_quality=quality,
+    )
+
+
+def _write_raw(reader: ImageReader, alpha: np.ndarray, destination: Path, band_rows: int) -> Path:
     info = reader.info
     width, height = info.oriented_size
     fmt = FORMAT_BY_SUFFIX[destination.suffix.lower()]
 
     def write(tmp: Path) -> None:
-        writer = open_writer(
-            fmt,
-            tmp,
-            width=width,
-            height=height,
-            channels=4,
-            bit_depth=output_bit_depth(info.bit_depth),
-            icc=info.icc,
-            dpi=info.dpi,
+        writer = _open(
+            fmt, tmp, width, height, 4, output_bit_depth(info.bit_depth), info.icc, info.oriented_dpi
         )
         try:
-            for y0, band in reader.bands(BAND_ROWS):
+            for y0, band in reader.bands(band_rows):
                 y1 = y0 + band.shape[0]
                 writer.write_band(compose_raw_band(band, upsample_alpha_band(alpha, width, height, y0, y1)))
         except BaseException:
@@ -100,3 +162,51 @@ def write_cutout(reader: ImageReader, alpha: np.ndarray, destination: Path) -> P
         writer.close()
 
     return write_atomically(destination, write)
+
+
+def _output_bands(reader: ImageReader, plan: Plan) -> Iterator[np.ndarray]:
+    """Output rows, float32 premultiplied (RGB·α, α[, shadow]), or integer RGBA on the exact path."""
+    width, height = reader.info.oriented_size
+    g = plan.geometry
+    reframer = None if plan.exact_colours else Reframer(g, width, height, plan.channels)
+    for window in windows(reader.bands(plan.band_rows), height, plan.band_rows, plan.halo):
+        if reframer is None:
+            yield process_window(window, plan, width, height)
+            continue
+        if window.y1 <= g.top or window.y0 >= g.bottom:
+            rows = np.zeros((window.y1 - window.y0, width, plan.channels), np.float32)  # outside the crop
+        else:
+            rows = process_window(window, plan, width, height)
+        yield from reframer.push(window.y0, rows)
+
+
+def _render(reader: ImageReader, plan: Plan, tmp: Path, mask_tmp: Path | None) -> None:
+    info = reader.info
+    g = plan.geometry
+    fmt = FORMAT_BY_SUFFIX[tmp.suffix.lower()]
+    bits = 8 if fmt == "jpeg" else output_bit_depth(info.bit_depth)
+    dpi = (ID_DPI, ID_DPI) if plan.profile.crop == "face" else info.oriented_dpi
+    channels = 4 if plan.profile.transparent else 3
+    writer = _open(fmt, tmp, g.out_w, g.out_h, channels, bits, info.icc, dpi, plan.profile.jpeg_quality)
+    mask_writer = _open("png", mask_tmp, g.out_w, g.out_h, 3, 8, None, dpi) if mask_tmp else None
+    try:
+        y = 0
+        for band in _output_bands(reader, plan):
+            pixels, alpha = compose_output(band, plan, y, bits)
+            writer.write_band(pixels)
+            if mask_writer is not None:
+                mask_writer.write_band(
+                    np.repeat(_scale_alpha(alpha, np.dtype(np.uint8))[..., None], 3, axis=2)
+                )
+            y += band.shape[0]
+    except BaseException:
+        writer.abort()
+        if mask_writer is not None:
+            mask_writer.abort()
+        raise
+    writer.close()
+    if mask_writer is not None:
+        mask_writer.close()
+
+
+__all__ = ["BAND_ROWS", "CutoutResult", "LowRes", "cut_out", "upsample_alpha_band", "write_cutout"]

@@ -11,6 +11,7 @@ InputError            Permanent for that file: the journal marks it failed, the
   UnsupportedInput    original is copied into the folder's ``error_dir`` with a
   CorruptInput        ``<name>.error.json`` beside it. Other files go on.
   TooLarge
+  NoFaceFound         (the id_photo profile found no face to frame)
 TransientError        Retried with exponential backoff; the file stays pending.
   ShareUnavailable    The folder waits (logged once) until the share is back.
   DiskFull            Retried; nothing half-written is ever left visible.
@@ -55,6 +56,10 @@ class CorruptInput(InputError):
 
 class TooLarge(InputError):
     """The header declares more pixels than ``max_megapixels`` allows."""
+
+
+class NoFaceFound(InputError):
+    """The ``id_photo`` profile found no face to frame the crop on."""
 
 
 class TransientError(HotmatteError):

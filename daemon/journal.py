@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS files (
     started_at REAL,
     updated_at REAL NOT NULL,
     output TEXT,
+    confidence REAL,
+    review INTEGER NOT NULL DEFAULT 0,
     UNIQUE (folder, path)
 );
 CREATE INDEX IF NOT EXISTS files_due ON files (state, next_attempt);
@@ -240,8 +242,15 @@ class Journal:
         """Undo a claim that was never started (the pipeline was full): no attempt is counted."""
         self._set(entry_id, "state = 'pending', attempts = max(attempts - 1, 0)", ())
 
-    def mark_done(self, entry_id: int, output: str | None) -> None:
-        self._set(entry_id, "state = 'done', output = ?, last_error = NULL, error_class = NULL", (output,))
+    def mark_done(
+        self, entry_id: int, output: str | None, confidence: float | None = None, review: bool = False
+    ) -> None:
+        """Done; ``review`` when the result went to the folder's review_dir (confidence too low)."""
+        self._set(
+            entry_id,
+            "state = 'done', output = ?, confidence = ?, review = ?, last_error = NULL, error_class = NULL",
+            (output, confidence, int(review)),
+        )
 
     def mark_failed(self, entry_id: int, error_class: str, reason: str) -> None:
         self._set(entry_id, "state = 'failed', error_class = ?, last_error = ?", (error_class, reason))
@@ -282,6 +291,14 @@ class Journal:
                 " GROUP BY folder"
             ).fetchall()
         return sum(r["n"] for r in rows if folders is None or r["folder"] in folders)
+
+    def in_review(self) -> dict[str, int]:
+        """``{folder: n}`` of done files whose result went to review_dir."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT folder, count(*) AS n FROM files WHERE state = 'done' AND review = 1 GROUP BY folder"
+            ).fetchall()
+        return {r["folder"]: r["n"] for r in rows}
 
     def recent_failures(self, limit: int = 10) -> list[Entry]:
         with self._lock:

@@ -60,13 +60,15 @@ class OutcomeRecorder:
     ) -> None:
         output = str(outcome.output) if outcome.output else None
         if not superseded:
-            self._journal.mark_done(entry.id, output)
+            self._journal.mark_done(entry.id, output, outcome.confidence, outcome.review)
         timings = {stage: round(seconds, 4) for stage, seconds in outcome.timings.items()}
         log.info(
             "done",
             folder=folder.name,
             path=entry.path,
             output=output,
+            confidence=outcome.confidence,
+            review=outcome.review,
             timings=timings,
             seconds=round(time.monotonic() - started, 3),
         )

@@ -54,18 +54,15 @@ class _Ready:
     mtime_ns: int
 
 
-def output_format(folder: Folder) -> str:
-    """The folder's ``output_format``, else its profile's."""
-    if folder.output_format:
-        return folder.output_format
-    try:
-        return get_profile(folder.profile).output_format
-    except ConfigError:
-        return "png"  # an unknown profile fails each file with a clear error; the path must still exist
+def output_format(folder: Folder, config: Config) -> str:
+    """The folder's ``output_format``, else its profile's (config validation guarantees it exists)."""
+    return folder.output_format or get_profile(folder.profile, config.profiles).output_format
 
 
 def fingerprint(config: Config, folder: Folder, size: int, mtime_ns: int) -> Fingerprint:
-    digest = profile_hash(folder.profile, output_format(folder), config.model_size)
+    # Every knob of the profile: changing any of them must redo the folder's files.
+    settings = get_profile(folder.profile, config.profiles).model_dump_json()
+    digest = profile_hash(settings, output_format(folder, config), config.model_size)
     return Fingerprint(size, mtime_ns, digest, PIPELINE_VERSION)
 
 
@@ -73,8 +70,10 @@ def relative_key(folder: Folder, path: Path) -> str:
     return path.relative_to(folder.input).as_posix()
 
 
-def destination_for(folder: Folder, relative: str) -> Path:
-    return mirrored_path(folder.input / relative, folder.input, folder.output, output_format(folder))
+def destination_for(folder: Folder, relative: str, config: Config, root: Path | None = None) -> Path:
+    """Where ``relative``'s result goes below ``root`` (the folder's output unless given)."""
+    fmt = output_format(folder, config)
+    return mirrored_path(folder.input / relative, folder.input, root or folder.output, fmt)
 
 
 class Service:
@@ -166,20 +165,24 @@ class Service:
             folder = folders.get(entry.folder)
             if folder is None or entry.started_at is None:
                 continue
-            destination = destination_for(folder, entry.path)
-            try:
-                written_after_claim = destination.stat().st_mtime >= entry.started_at
-            except OSError:
-                continue
-            if written_after_claim:
-                # The output was published (atomically) after this attempt began, but the crash came
-                # before the journal heard of it: it is complete, so do not process the file twice.
-                self._journal.mark_done(entry.id, str(destination))
-                log.info("recovered", folder=folder.name, path=entry.path, output=str(destination))
+            for root, review in ((folder.output, False), (folder.resolved_review_dir, True)):
+                destination = destination_for(folder, entry.path, self._config, root)
+                try:
+                    written_after_claim = destination.stat().st_mtime >= entry.started_at
+                except OSError:
+                    continue
+                if written_after_claim:
+                    # Published (atomically) after this attempt began, but the crash came before the
+                    # journal heard of it: it is complete, so do not process the file twice.
+                    self._journal.mark_done(entry.id, str(destination), review=review)
+                    log.info("recovered", folder=folder.name, path=entry.path, output=str(destination))
+                    break
 
     def _remove_stale_temporaries(self) -> None:
         roots = {
-            r for f in self._config.folders for r in (f.output, f.resolved_error_dir, f.resolved_done_dir)
+            r
+            for f in self._config.folders
+            for r in (f.output, f.resolved_error_dir, f.resolved_done_dir, f.resolved_review_dir)
         }
         for root in sorted(roots):
             try:
@@ -268,7 +271,14 @@ class Service:
             if not self._still_the_claimed_version(folder, entry):
                 continue
             job = Job(
-                folder.input / entry.path, destination_for(folder, entry.path), folder.profile, entry.id
+                folder.input / entry.path,
+                destination_for(folder, entry.path, self._config),
+                folder.profile,
+                entry.id,
+                review_below=folder.review_below,
+                review_destination=destination_for(
+                    folder, entry.path, self._config, folder.resolved_review_dir
+                ),
             )
             if not self.pipeline.submit(job, timeout=0):
                 self._journal.unclaim(entry.id)

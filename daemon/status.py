@@ -18,15 +18,22 @@ from daemon.journal import STATES, Journal, State
 FAILURES_SHOWN = 10
 
 
-def format_counts(counts: dict[str, dict[State, int]], configured: list[str]) -> list[str]:
-    """A fixed-width table: one row per folder (configured ones first, then any left in the journal)."""
+def format_counts(
+    counts: dict[str, dict[State, int]], configured: list[str], in_review: dict[str, int] | None = None
+) -> list[str]:
+    """A fixed-width table: one row per folder (configured ones first, then any left in the journal).
+
+    ``review`` counts the done files whose result went to the folder's review_dir.
+    """
     names = configured + sorted(set(counts) - set(configured))
     width = max([len("folder"), *(len(n) for n in names)])
-    lines = [f"{'folder':<{width}}  " + "  ".join(f"{s:>8}" for s in STATES)]
+    review = in_review or {}
+    lines = [f"{'folder':<{width}}  " + "  ".join(f"{s:>8}" for s in (*STATES, "review"))]
     for name in names:
         per = counts.get(name, dict.fromkeys(STATES, 0))
         note = "" if name in configured else "  (no longer configured)"
-        lines.append(f"{name:<{width}}  " + "  ".join(f"{per[s]:>8}" for s in STATES) + note)
+        cells = [*(per[s] for s in STATES), review.get(name, 0)]
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{n:>8}" for n in cells) + note)
     return lines
 
 
@@ -45,7 +52,8 @@ def format_failures(journal: Journal, limit: int = FAILURES_SHOWN) -> list[str]:
 def render_status(config: Config, journal: Journal) -> str:
     counts = journal.counts()
     configured = [f.name for f in config.folders]
-    lines = [f"journal: {journal.path}", *format_counts(counts, configured), "", *format_failures(journal)]
+    table = format_counts(counts, configured, journal.in_review())
+    lines = [f"journal: {journal.path}", *table, "", *format_failures(journal)]
     return "\n".join(lines) + "\n"
 
 

@@ -31,7 +31,7 @@ def test_counts_per_folder_and_state_and_the_last_failures(tmp_path: Path) -> No
     failed = journal.claim(["studio"])
     journal.claim(["studio"])
     assert done is not None and failed is not None
-    journal.mark_done(done.id, "out/0.png")
+    journal.mark_done(done.id, "review/0.png", confidence=0.2, review=True)
     journal.mark_failed(failed.id, "CorruptInput", "truncated JPEG")
     journal.offer("retired", "old.jpg", FP)
     journal.close()
@@ -40,10 +40,11 @@ def test_counts_per_folder_and_state_and_the_last_failures(tmp_path: Path) -> No
     assert show_status(config, out) == 0
     lines = out.getvalue().splitlines()
     header = lines[1].split()
-    assert header == ["folder", "pending", "running", "done", "failed"]
-    assert lines[2].split() == ["studio", "1", "1", "1", "1"]
-    assert lines[3].split() == ["empty", "0", "0", "0", "0"]
-    assert lines[4].split()[:5] == ["retired", "1", "0", "0", "0"] and "no longer configured" in lines[4]
+    assert header == ["folder", "pending", "running", "done", "failed", "review"]
+    assert lines[2].split() == ["studio", "1", "1", "1", "1", "1"]
+    assert lines[3].split() == ["empty", "0", "0", "0", "0", "0"]
+    assert lines[4].split()[:6] == ["retired", "1", "0", "0", "0", "0"]
+    assert "no longer configured" in lines[4]
     text = out.getvalue()
     assert "studio/1.jpg" in text and "CorruptInput: truncated JPEG" in text
 

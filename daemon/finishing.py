@@ -1,0 +1,200 @@
+"""The per-band work of a profile: refine, clean up and decontaminate α, then compose the output.
+
+:func:`plan_finish` makes every whole-image decision once, on low-resolution data;
+:func:`process_window` turns one haloed window of the original into premultiplied rows;
+:func:`compose_output` puts output rows on their background and quantises them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from daemon import masks
+from daemon.bands import Window, resize_rows
+from daemon.faces import find_face
+from daemon.framing import Geometry, choose_geometry, shadow_map
+from daemon.io._types import ImageReader
+from daemon.profiles import Profile, background_kind, background_path, background_rgb, pixel_scale
+from daemon.refine.foreground import FULL_RES_ITERATIONS, estimate_multilevel, keep_opaque_colours, sweep
+from daemon.refine.guided import MAX_STEP, GuidedFilter, align, scaled
+
+#: Long side of the working copy used for whole-image decisions and coarse foreground colours.
+WORK_SIDE = 1024
+#: Final α this close to 0 or 1 is snapped there (half a step of 8-bit output).
+SNAP = 0.5 / 255
+
+
+def refine_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass(frozen=True)
+class LowRes:
+    """The whole image at working resolution, and the decisions taken on it."""
+
+    proxy: np.ndarray  # RGB uint8
+    alpha: np.ndarray  # float32, thresholded, proxy size
+    fg: np.ndarray | None  # coarse foreground colours (H×W×3, [0, 1]) when decontaminating
+    bg: np.ndarray | None
+    shadow: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    profile: Profile
+    alpha: np.ndarray  # the model's cleaned α on its own grid
+    low: LowRes
+    geometry: Geometry
+    guided: GuidedFilter | None
+    erode: float
+    feather: float
+    halo: int
+    band_rows: int
+    background: np.ndarray | None  # RGB [0, 1]: a 3-vector for a colour, H×W×3 for an image
+    exact_colours: bool
+    device: torch.device
+
+    @property
+    def channels(self) -> int:
+        return 5 if self.low.shadow is not None else 4
+
+
+def _to_torch(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
+    peak = float(np.iinfo(rgb.dtype).max)
+    return torch.from_numpy(rgb[..., :3].astype(np.float32)).to(device).permute(2, 0, 1) / peak
+
+
+def _hwc(x: torch.Tensor) -> np.ndarray:
+    return x.permute(1, 2, 0).cpu().numpy()
+
+
+def _load_background(profile: Profile) -> np.ndarray | None:
+    kind = background_kind(profile.background)
+    if kind == "transparent":
+        return None
+    if kind == "colour":
+        return np.array(background_rgb(profile.background), np.float32)
+    image = cv2.imread(str(background_path(profile.background)), cv2.IMREAD_COLOR)
+    if image is None:
+        from daemon.errors import ConfigError
+
+        raise ConfigError([f"profile {profile.name}: background image {profile.background} cannot be read"])
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+
+
+def _low_res(reader: ImageReader, alpha: np.ndarray, profile: Profile, device: torch.device) -> LowRes:
+    width, height = reader.info.oriented_size
+    proxy = reader.proxy(WORK_SIDE)
+    ph, pw = proxy.shape[:2]
+    interpolation = cv2.INTER_AREA if pw < alpha.shape[1] else cv2.INTER_LINEAR
+    alpha_low = masks.apply_threshold(
+        cv2.resize(alpha, (pw, ph), interpolation=interpolation), profile.alpha_threshold
+    )
+    fg = bg = None
+    if profile.decontaminate:
+        fg_t, bg_t = estimate_multilevel(_to_torch(proxy, device), torch.from_numpy(alpha_low).to(device))
+        fg, bg = _hwc(fg_t), _hwc(bg_t)
+    shadow = None
+    if profile.shadow is not None and not profile.transparent:
+        shadow = shadow_map(alpha_low, profile.shadow, width / pw, pixel_scale(width, height))
+    return LowRes(proxy, alpha_low, fg, bg, shadow)
+
+
+def plan_finish(reader: ImageReader, alpha: np.ndarray, profile: Profile, band_rows: int) -> Plan:
+    if band_rows % MAX_STEP:
+        raise ValueError(f"band rows must be a multiple of {MAX_STEP}")
+    width, height = reader.info.oriented_size
+    scale = pixel_scale(width, height)
+    device = refine_device()
+    low = _low_res(reader, alpha, profile, device)
+    face = find_face(low.proxy).scaled(width / low.proxy.shape[1]) if profile.crop == "face" else None
+    geometry = choose_geometry(profile, width, height, low.alpha, face)
+    guided = scaled(profile.refine_radius, profile.refine_eps, scale) if profile.refine == "guided" else None
+    erode, feather = profile.erode * scale, profile.feather * scale
+    halo = (
+        (guided.halo if guided else 0)
+        + masks.erode_halo(erode)
+        + masks.feather_halo(feather)
+        + (FULL_RES_ITERATIONS if profile.decontaminate else 0)
+    )
+    exact = profile.transparent and not profile.decontaminate and geometry.is_identity(width, height)
+    return Plan(
+        profile,
+        alpha,
+        low,
+        geometry,
+        guided,
+        erode,
+        feather,
+        align(halo, MAX_STEP),
+        band_rows,
+        _load_background(profile),
+        exact,
+        device,
+    )
+
+
+def window_alpha(window: Window, plan: Plan, width: int, height: int, rgb: torch.Tensor | None) -> np.ndarray:
+    """Final α over the whole window: upsampled, refined, thresholded, eroded, feathered."""
+    alpha = resize_rows(plan.alpha, width, height, window.top, window.bottom).astype(np.float32)
+    if plan.guided is not None and rgb is not None:
+        alpha = plan.guided(rgb, torch.from_numpy(alpha).to(plan.device)).cpu().numpy()
+    alpha = masks.apply_threshold(alpha, plan.profile.alpha_threshold)
+    alpha = masks.feather(masks.erode(alpha, plan.erode), plan.feather)
+    # Filters leave a faint haze (α 0.999 / 0.001) over flat areas: snap it to opaque / clear, so
+    # what an 8-bit file shows as opaque keeps the photo's colours exactly.
+    alpha[alpha > 1.0 - SNAP] = 1.0
+    alpha[alpha < SNAP] = 0.0
+    return alpha
+
+
+def process_window(window: Window, plan: Plan, width: int, height: int) -> np.ndarray:
+    """The window's kept rows: premultiplied float32 (RGB·α, α[, shadow]), or integer RGBA if exact."""
+    pixels, inner = window.pixels, window.inner
+    needs_rgb = plan.guided is not None or plan.profile.decontaminate or not plan.exact_colours
+    rgb = _to_torch(pixels, plan.device) if needs_rgb else None
+    alpha = window_alpha(window, plan, width, height, rgb)
+    if plan.exact_colours:
+        peak = np.iinfo(pixels.dtype).max
+        scaled_alpha = np.rint(alpha[inner] * peak).astype(pixels.dtype)
+        return np.dstack([pixels[inner, :, :3], scaled_alpha])
+    assert rgb is not None
+    fg = rgb
+    if plan.profile.decontaminate and plan.low.fg is not None and plan.low.bg is not None:
+        a = torch.from_numpy(alpha).to(plan.device)
+        rows = (width, height, window.top, window.bottom)
+        fg0 = torch.from_numpy(resize_rows(plan.low.fg, *rows)).to(plan.device).permute(2, 0, 1).contiguous()
+        bg0 = torch.from_numpy(resize_rows(plan.low.bg, *rows)).to(plan.device).permute(2, 0, 1).contiguous()
+        fg, _ = sweep(rgb, a, fg0, bg0, FULL_RES_ITERATIONS)
+        fg = keep_opaque_colours(rgb, a, fg)
+    colour = _hwc(fg)[inner]
+    a_inner = alpha[inner, :, None]
+    parts = [colour * a_inner, a_inner]
+    if plan.low.shadow is not None:
+        parts.append(resize_rows(plan.low.shadow, width, height, window.y0, window.y1)[..., None])
+    return np.concatenate(parts, axis=2).astype(np.float32)
+
+
+def compose_output(band: np.ndarray, plan: Plan, y: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels for the writer, α in [0, 1]) for output rows starting at ``y``."""
+    if plan.exact_colours:
+        return band, band[..., 3].astype(np.float32) / np.iinfo(band.dtype).max
+    premultiplied, alpha = band[..., :3], band[..., 3:4]
+    if plan.background is None:
+        colour = np.divide(premultiplied, alpha, out=np.zeros_like(premultiplied), where=alpha > 0)
+        out = np.concatenate([colour, alpha], axis=2)
+    else:
+        background = plan.background
+        if background.ndim == 3:
+            g = plan.geometry
+            background = resize_rows(background, g.out_w, g.out_h, y, y + band.shape[0])
+        if band.shape[2] > 4:
+            background = background * (1.0 - band[..., 4:5])
+        out = premultiplied + background * (1.0 - alpha)
+    dtype = np.uint8 if bits == 8 else np.uint16
+    peak = np.iinfo(dtype).max
+    return np.rint(np.clip(out, 0.0, 1.0) * peak).astype(dtype), alpha[..., 0]

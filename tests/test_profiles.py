@@ -1,0 +1,191 @@
+"""Each profile's defining property, through ``hotmatte process`` (real model) and through ``cut_out``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from daemon.config import parse_config
+from daemon.cutout import cut_out, mask_path_for
+from daemon.errors import ConfigError
+from daemon.io.detect import open_image
+from daemon.profiles import BUILTIN_PROFILES, build_profile
+from tests.conftest import SMALL_MODEL_SIZE, photo, run_hotmatte, save_jpeg
+
+
+def _process(tmp_path: Path, profile: str, source: Path) -> tuple[int, str, Path]:
+    out = tmp_path / f"out-{profile}"
+    result = run_hotmatte(
+        "process", "--model-size", SMALL_MODEL_SIZE, "--profile", profile, "-o", out, source
+    )
+    return result.returncode, result.stderr, out
+
+
+# -- through the command --------------------------------------------------------------------
+
+
+def test_product_background_is_exactly_white_around_a_centred_square(tmp_path: Path) -> None:
+    source = save_jpeg(tmp_path / "in" / "coffee.jpg", photo("coffee"))
+    code, stderr, out = _process(tmp_path, "product", source)
+    assert code == 0, stderr
+    rgb = np.asarray(Image.open(out / "coffee.png"))
+    assert rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.shape[0] == rgb.shape[1]  # square canvas
+    border = max(2, int(0.02 * rgb.shape[0]))  # inside the 5 % margin: background only
+    for strip in (rgb[:border], rgb[-border:], rgb[:, :border], rgb[:, -border:]):
+        assert (strip == 255).all()
+    assert (rgb < 250).any(axis=2).mean() > 0.2  # and the subject is there
+
+
+def test_id_photo_has_the_exact_size_with_the_face_centred(tmp_path: Path) -> None:
+    source = save_jpeg(tmp_path / "in" / "astronaut.jpg", photo("astronaut"))
+    code, stderr, out = _process(tmp_path, "id_photo", source)
+    assert code == 0, stderr
+    with Image.open(out / "astronaut.jpg") as image:
+        assert image.size == (413, 531)
+        assert tuple(round(v) for v in image.info["dpi"]) == (300, 300)
+        rgb = np.asarray(image.convert("RGB"))
+    from daemon.faces import find_face
+
+    cx, cy = find_face(rgb).centre
+    assert abs(cx - 413 / 2) < 0.08 * 413 and abs(cy - 531 / 2) < 0.08 * 531
+    assert rgb[:15, :15].min() > 240  # the flag behind her became the white preset
+
+
+def test_id_photo_without_a_face_fails_with_that_reason(tmp_path: Path) -> None:
+    source = save_jpeg(tmp_path / "in" / "coffee.jpg", photo("coffee"))
+    code, stderr, out = _process(tmp_path, "id_photo", source)
+    assert code == 1
+    assert "NoFaceFound" in stderr and "no face found" in stderr and "Traceback" not in stderr
+    assert not any(out.rglob("*.jpg"))
+
+
+def test_portrait_keeps_opaque_colours_and_changes_only_the_edge(tmp_path: Path) -> None:
+    source = tmp_path / "in" / "astronaut.png"
+    source.parent.mkdir()
+    Image.fromarray(photo("astronaut")).save(source)
+    code, stderr, out = _process(tmp_path, "portrait", source)
+    assert code == 0, stderr
+    rgba = np.asarray(Image.open(out / "astronaut.png"))
+    alpha = rgba[..., 3]
+    original = photo("astronaut")
+    opaque = alpha == 255
+    assert opaque.mean() > 0.03  # at SMALL_MODEL_SIZE the model is rarely fully sure
+    assert np.array_equal(rgba[opaque][:, :3], original[opaque])
+    soft = (alpha > 10) & (alpha < 245)
+    assert np.abs(rgba[soft][:, :3].astype(int) - original[soft]).mean() > 2  # decontaminated
+
+
+# -- through cut_out, with a known alpha standing in for the model ---------------------------
+
+
+def _scene(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A known soft-edged orange disc (with one stray blob) on a real photo; returns (file, α, F)."""
+    h, w = 360, 480
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    alpha = np.clip((100 - np.hypot(yy - 180, xx - 220)) / 12, 0, 1).astype(np.float32)
+    alpha[20:50, 420:460] = 1.0  # an island
+    fg = np.dstack([0.95 + 0 * xx, 0.5 + 0 * xx, 0.1 + 0 * xx]).astype(np.float32)
+    bg = cv2.resize(photo("astronaut"), (w, h)).astype(np.float32) / 255.0
+    image = alpha[..., None] * fg + (1 - alpha[..., None]) * bg
+    source = tmp_path / "scene.png"
+    Image.fromarray(np.rint(image * 255).astype(np.uint8)).save(source)
+    return source, alpha, fg
+
+
+def _cut(
+    source: Path, alpha: np.ndarray, out: Path, profile: str | dict[str, object], rows: int = 512
+) -> Path:
+    chosen = BUILTIN_PROFILES[profile] if isinstance(profile, str) else build_profile("t", profile)
+    model_alpha = cv2.resize(alpha, (256, 256), interpolation=cv2.INTER_AREA)
+    return cut_out(open_image(source, max_megapixels=10), model_alpha, out, chosen, band_rows=rows).output
+
+
+def test_decontamination_removes_the_halo_on_white(tmp_path: Path) -> None:
+    source, alpha, fg = _scene(tmp_path)
+    edge = (alpha > 0.05) & (alpha < 0.95)
+    ideal = fg * alpha[..., None] + (1 - alpha[..., None])
+    errors = {}
+    for name, decontaminate in (("plain", False), ("clean", True)):
+        out = _cut(
+            source, alpha, tmp_path / f"{name}.png", {"extends": "portrait", "decontaminate": decontaminate}
+        )
+        rgba = np.asarray(Image.open(out)).astype(np.float32) / 255.0
+        on_white = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
+        errors[name] = np.abs(on_white - ideal)[edge].mean()
+    assert errors["clean"] < 0.7 * errors["plain"], errors
+
+
+def test_complex_background_removes_islands(tmp_path: Path) -> None:
+    source, alpha, _ = _scene(tmp_path)
+    raw = np.asarray(Image.open(_cut(source, alpha, tmp_path / "raw.png", "raw")))
+    cleaned = np.asarray(Image.open(_cut(source, alpha, tmp_path / "cb.png", "complex_background")))
+    assert raw[25:45, 425:455, 3].min() > 200  # the island is in the model's alpha
+    assert cleaned[25:45, 425:455, 3].max() == 0
+    assert cleaned[170:190, 210:230, 3].min() == 255
+
+
+def test_bands_equal_one_piece_for_every_full_resolution_step(tmp_path: Path) -> None:
+    source, alpha, _ = _scene(tmp_path)
+    knobs = {
+        "extends": "product",
+        "erode": 2,
+        "feather": 1.5,
+        "canvas": "300x200",
+        "shadow": {},
+        "save_mask": True,
+    }
+    banded = _cut(source, alpha, tmp_path / "banded.png", knobs, rows=64)
+    whole = _cut(source, alpha, tmp_path / "whole.png", knobs, rows=1024)
+    a, b = (np.asarray(Image.open(p)).astype(int) for p in (banded, whole))
+    assert a.shape == (200, 300, 3)
+    assert np.abs(a - b).max() <= 1
+    assert np.array_equal(
+        np.asarray(Image.open(mask_path_for(banded))), np.asarray(Image.open(mask_path_for(whole)))
+    )
+
+
+def test_jpeg_on_a_colour_and_review_routing(tmp_path: Path) -> None:
+    source, alpha, _ = _scene(tmp_path)
+    profile = build_profile("t", {"extends": "raw", "background": "light_blue", "output_format": "jpeg"})
+    model_alpha = cv2.resize(alpha, (256, 256))
+    result = cut_out(
+        open_image(source, max_megapixels=10),
+        model_alpha,
+        tmp_path / "out" / "a.jpg",
+        profile,
+        review_below=1.01,
+        review_destination=tmp_path / "review" / "a.jpg",
+    )
+    assert result.review and result.output == tmp_path / "review" / "a.jpg" and 0 <= result.confidence <= 1
+    assert not (tmp_path / "out" / "a.jpg").exists()
+    corner = np.asarray(Image.open(result.output))[300:, :40].reshape(-1, 3).mean(axis=0)
+    np.testing.assert_allclose(corner, (0xCF, 0xE3, 0xF5), atol=3)
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+def test_custom_profile_extends_a_builtin_and_bad_knobs_name_their_key() -> None:
+    config = parse_config(
+        "profiles:\n  studio: {extends: product, margin: 12, background: '#f0f0f0'}\n"
+        "folders: [{name: a, input: /x/in, output: /x/out, profile: studio, review_below: 0.4}]\n",
+        Path("/"),
+    )
+    studio = config.profiles["studio"]
+    assert studio.margin == 12 and studio.crop == "subject" and studio.background == "#f0f0f0"
+    assert config.folders[0].resolved_review_dir == Path("/x/out-review")
+    for text, key in (
+        ("profiles: {s: {extends: raw, erode: -1}}", "profiles.s.erode"),
+        ("profiles: {s: {extends: raw, halo: 1}}", "profiles.s.halo"),
+        ("profiles: {s: {extends: nothing}}", "profiles.s.extends"),
+        ("profiles: {s: {extends: raw, output_format: jpeg}}", "jpeg has no alpha"),
+        ("profiles: {s: {extends: raw, canvas: round}}", "canvas"),
+        ("folders: [{name: a, input: /x/in, output: /x/out, profile: s}]", "folders.0.profile"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            parse_config(text, Path("/"))
+        assert key in str(caught.value), (text, caught.value.problems)
