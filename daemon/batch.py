@@ -127,4 +127,6 @@ def run_batch(pipeline: Pipeline, plan: Plan, stream: TextIO = sys.stderr) -> in
         f"({ok / elapsed if elapsed else 0:.2f} files/s)",
         file=stream,
     )
+    if ok:
+        print("\n".join(pipeline.stage_report().format_lines()), file=stream)
     return 1 if progress.failed else 0

@@ -10,26 +10,46 @@ Every submitted job ends in exactly one :class:`Outcome`, success or error.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from daemon.config import Config
-from daemon.cutout import write_cutout
+from daemon.cutout import cut_out
 from daemon.errors import DeviceOutOfMemory
 from daemon.io._types import ImageReader
 from daemon.io.detect import open_image
 from daemon.matting.engine import MattingEngine, load_engine, prepare
-from daemon.profiles import get_profile
+from daemon.profiles import Profile, get_profile
+from daemon.stage_stats import StageClock, StageReport, save_report
+from daemon.threads import cpu_count, model_threads_for, single_threaded_opencv, use_cpu_threads
 
 #: Bumped whenever the same input would give a different output; part of the journal fingerprint.
-PIPELINE_VERSION = "1"
+#: 2: the model's input is built from a smaller proxy (see :func:`proxy_side`).
+PIPELINE_VERSION = "2"
+#: The proxy's longer side is capped at this many model sizes, whatever the aspect ratio.
+MAX_PROXY_FACTOR = 4
+#: Set by the benchmark: `hotmatte process` writes its stage report (JSON) here when it stops.
+STAGE_REPORT_ENV = "HOTMATTE_STAGE_REPORT"
+
+
+def proxy_side(width: int, height: int, size: int) -> int:
+    """The longest proxy side that still gives the model ``size`` rows and columns of real detail.
+
+    The model squashes the image to ``size``×``size``, so the proxy only needs its *shorter*
+    side to reach ``size`` (1366 for a 4:3 photo). Asking for more makes a JPEG decode at a
+    lower DCT reduction for nothing: twice the size cost a full 12 MP decode (194 ms CPU)
+    where this costs a half-scale one (52 ms), for the same alpha.
+    """
+    longer, shorter = max(width, height), max(1, min(width, height))
+    return min(MAX_PROXY_FACTOR * size, max(size, math.ceil(size * longer / shorter)))
 
 
 @dataclass(frozen=True)
@@ -38,6 +58,9 @@ class Job:
     destination: Path
     profile: str = "raw"
     key: Hashable = None
+    #: When set, a result whose confidence is below ``review_below`` goes to ``review_destination``.
+    review_below: float | None = None
+    review_destination: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +69,10 @@ class Outcome:
     output: Path | None
     error: BaseException | None
     timings: dict[str, float]
+    #: The cut's confidence (daemon/confidence.py); None when no cut was made.
+    confidence: float | None = None
+    #: True when ``output`` went to the review destination (confidence below ``review_below``).
+    review: bool = False
 
     @property
     def ok(self) -> bool:
@@ -75,8 +102,14 @@ class Pipeline:
         queue_size: int = 8,
         batch_size: int = 1,
         max_megapixels: float = 250.0,
+        profiles: Mapping[str, Profile] | None = None,
+        model_threads: int | None = None,
     ) -> None:
         self.engine = engine
+        #: torch intra-op threads for the model thread (None: leave torch's setting alone).
+        self.model_threads = model_threads
+        self.clock = StageClock({"decode": decode_workers, "model": 1, "finish": finish_workers})
+        self.profiles = dict(profiles or {})
         self.on_outcome = on_outcome
         self.batch_size = batch_size
         self.max_megapixels = max_megapixels
@@ -100,6 +133,7 @@ class Pipeline:
 
     def start(self) -> None:
         self._accepting = True
+        self.clock.restart()
         for thread in self._decoders + self._model + self._finishers:
             thread.start()
 
@@ -120,6 +154,15 @@ class Pipeline:
         with self._lock:
             return self._in_flight
 
+    def stage_report(self) -> StageReport:
+        """Per-stage timings so far (files, mean seconds, utilisation, queue depths)."""
+        queued = {
+            "decode": self._decode_q.qsize(),
+            "model": self._model_q.qsize(),
+            "finish": self._finish_q.qsize(),
+        }
+        return self.clock.report(queued)
+
     def healthy(self) -> bool:
         return self._accepting and all(t.is_alive() for t in self._decoders + self._model + self._finishers)
 
@@ -138,7 +181,14 @@ class Pipeline:
             # Joined so no stage thread (and no torch worker pool) is alive when the interpreter exits.
             for thread in self._decoders + self._model + self._finishers:
                 thread.join(timeout=10.0)
+        self._save_report_if_asked()
         return drained
+
+    def _save_report_if_asked(self) -> None:
+        target = os.environ.get(STAGE_REPORT_ENV)
+        if target:
+            with contextlib.suppress(OSError):  # a benchmark aid: never a reason to fail a run
+                save_report(self.stage_report(), Path(target))
 
     # -- stages ---------------------------------------------------------------------
 
@@ -153,27 +203,37 @@ class Pipeline:
             self._in_flight -= 1
             self._idle.notify_all()
 
-    def _deliver(self, work: _Work, output: Path | None, error: BaseException | None) -> None:
+    def _deliver(
+        self,
+        work: _Work,
+        output: Path | None,
+        error: BaseException | None,
+        confidence: float | None = None,
+        review: bool = False,
+    ) -> None:
         if work.reader is not None:
             work.reader.close()
         try:
-            self.on_outcome(Outcome(work.job, output, error, dict(work.timings)))
+            self.on_outcome(Outcome(work.job, output, error, dict(work.timings), confidence, review))
         finally:
             self._finished_one()
 
     def _decode_loop(self) -> None:
+        size = self.engine.size
         while (item := self._decode_q.get()) is not _STOP:
             assert isinstance(item, _Work)
             started = time.perf_counter()
             try:
-                get_profile(item.job.profile)
+                get_profile(item.job.profile, self.profiles)
                 item.reader = open_image(item.job.source, max_megapixels=self.max_megapixels)
-                item.prepared = prepare(item.reader.proxy(2 * self.engine.size), self.engine.size)
+                side = proxy_side(*item.reader.info.oriented_size, size)
+                item.prepared = prepare(item.reader.proxy(side), size)
             # Stage boundary: whatever one file raises becomes that file's outcome, never a dead thread.
             except Exception as exc:
                 self._deliver(item, None, exc)
                 continue
-            item.timings["decode"] = time.perf_counter() - started
+            item.timings["decode"] = elapsed = time.perf_counter() - started
+            self.clock.record("decode", elapsed)
             self._model_q.put(item)
         with self._lock:
             self._decoders_running -= 1
@@ -196,6 +256,9 @@ class Pipeline:
         return batch, stopping
 
     def _model_loop(self) -> None:
+        if self.model_threads is not None:
+            # Set from this thread: torch's OpenMP thread count is per calling thread.
+            use_cpu_threads(self.model_threads)
         while (item := self._model_q.get()) is not _STOP:
             assert isinstance(item, _Work)
             batch, stopping = self._next_batch(item)
@@ -221,7 +284,9 @@ class Pipeline:
             for work in batch:
                 self._deliver(work, None, exc)
             return
-        per_item = (time.perf_counter() - started) / len(batch)
+        elapsed = time.perf_counter() - started
+        self.clock.record("model", elapsed, len(batch))
+        per_item = elapsed / len(batch)
         for work, alpha in zip(batch, alphas, strict=True):
             work.alpha, work.prepared = alpha, None
             work.timings["model"] = per_item
@@ -231,28 +296,42 @@ class Pipeline:
         while (item := self._finish_q.get()) is not _STOP:
             assert isinstance(item, _Work) and item.reader is not None and item.alpha is not None
             started = time.perf_counter()
+            job = item.job
             try:
-                output = write_cutout(item.reader, item.alpha, item.job.destination)
+                result = cut_out(
+                    item.reader,
+                    item.alpha,
+                    job.destination,
+                    get_profile(job.profile, self.profiles),
+                    review_below=job.review_below,
+                    review_destination=job.review_destination,
+                )
             except Exception as exc:
                 self._deliver(item, None, exc)
                 continue
-            item.timings["finish"] = time.perf_counter() - started
-            self._deliver(item, output, None)
+            item.timings["finish"] = elapsed = time.perf_counter() - started
+            self.clock.record("finish", elapsed)
+            self._deliver(item, result.output, None, result.confidence, result.review)
 
 
-def resolve_workers(config: Config) -> tuple[int, int, int]:
-    """(decode, finish, batch) with ``auto`` resolved for this machine."""
-    cores = os.cpu_count() or 1
+def resolve_workers(config: Config, engine: MattingEngine | None = None) -> tuple[int, int, int]:
+    """(decode, finish, batch) with ``auto`` resolved for this machine (and ``engine``'s device)."""
+    cores = cpu_count()
     decode = config.workers.decode if config.workers.decode != "auto" else max(1, min(4, cores // 2))
     finish = config.workers.finish if config.workers.finish != "auto" else max(1, min(4, cores // 2))
-    batch = config.workers.batch_size if config.workers.batch_size != "auto" else 1
+    if config.workers.batch_size != "auto":
+        batch = config.workers.batch_size
+    else:
+        batch = engine.auto_batch_size() if engine is not None else 1
     return decode, finish, batch
 
 
 def build_pipeline(config: Config, on_outcome: Callable[[Outcome], None]) -> Pipeline:
     """Load the engine from ``config`` (raises :class:`~daemon.errors.WeightsError`) and wire the stages."""
     engine = load_engine(config.weights, config.device, config.model_size)
-    decode, finish, batch = resolve_workers(config)
+    decode, finish, batch = resolve_workers(config, engine)
+    if engine.device.type == "cpu":
+        single_threaded_opencv()
     return Pipeline(
         engine,
         on_outcome,
@@ -261,4 +340,6 @@ def build_pipeline(config: Config, on_outcome: Callable[[Outcome], None]) -> Pip
         queue_size=config.workers.queue_size,
         batch_size=batch,
         max_megapixels=config.max_megapixels,
+        profiles=config.profiles,
+        model_threads=model_threads_for(engine.device),
     )

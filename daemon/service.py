@@ -35,6 +35,7 @@ from daemon.outcomes import OutcomeRecorder, Running
 from daemon.outputs import mirrored_path, remove_stale_temporaries
 from daemon.pipeline import PIPELINE_VERSION, Job, Outcome, Pipeline, build_pipeline
 from daemon.profiles import get_profile
+from daemon.stage_stats import report_path_for, save_report
 from daemon.watch import FolderWatcher
 
 log = structlog.get_logger("hotmatte")
@@ -42,6 +43,8 @@ log = structlog.get_logger("hotmatte")
 #: Settings the running engine and pipeline were built with; changing them needs a restart.
 RESTART_KEYS = ("weights", "device", "model_size", "max_megapixels", "journal", "workers")
 STATUS_EVERY_SECONDS = 2.0
+#: How often the per-stage timings are logged and saved for `hotmatte status`.
+STAGES_EVERY_SECONDS = 30.0
 #: Exit code for a set-up problem (bad config, no usable weights, journal unusable), as in daemon.cli.
 EXIT_SETUP = 2
 
@@ -97,6 +100,8 @@ class Service:
         self._next_status = 0.0
         self._next_ping = 0.0
         self._last_status = ""
+        self._next_stages = STAGES_EVERY_SECONDS
+        self._stage_files = 0
         self._unhealthy_logged = False
         self.pipeline: Pipeline | None = None
         self.drained = True
@@ -366,18 +371,37 @@ class Service:
         text = f"{self._journal.backlog()} to do, {in_flight} in the pipeline, {len(self._watchers)} folders"
         return text + (f" ({', '.join(waiting)} unreachable)" if waiting else "")
 
+    def _publish_stage_timings(self) -> None:
+        """Log the per-stage timings and save them beside the journal, once new files went through."""
+        assert self.pipeline is not None
+        report = self.pipeline.stage_report()
+        files = sum(s.files for s in report.stages)
+        if files == self._stage_files:
+            return
+        self._stage_files = files
+        log.info("stages", **report.to_dict())
+        try:
+            save_report(report, report_path_for(self._journal.path))
+        except OSError as exc:  # a report for `status`; never a reason to stop processing
+            log.warning("stages_not_saved", error=str(exc))
+
     def healthy(self) -> bool:
         assert self.pipeline is not None
         return self.pipeline.healthy() and all(w.healthy() for w in self._watchers.values())
 
     def _report(self) -> None:
         now = time.monotonic()
-        if now >= self._next_status:
+        text = self._status_text()
+        # Going idle or busy is told at once, so `systemctl status` never shows a stale "0 to do"
+        # while a burst runs; other changes at most every STATUS_EVERY_SECONDS.
+        idle_changed = text.startswith("0 to do") != self._last_status.startswith("0 to do")
+        if text != self._last_status and (idle_changed or now >= self._next_status):
             self._next_status = now + STATUS_EVERY_SECONDS
-            text = self._status_text()
-            if text != self._last_status:
-                self._notifier.status(text)
-                self._last_status = text
+            self._notifier.status(text)
+            self._last_status = text
+        if now >= self._next_stages:
+            self._next_stages = now + STAGES_EVERY_SECONDS
+            self._publish_stage_timings()
         interval = self._notifier.watchdog_interval
         if interval is None or now < self._next_ping:
             return

@@ -14,6 +14,7 @@ from typing import TextIO
 from daemon.config import Config, load_config
 from daemon.errors import ConfigError
 from daemon.journal import STATES, Journal, State
+from daemon.stage_stats import load_report, report_path_for
 
 FAILURES_SHOWN = 10
 
@@ -54,6 +55,13 @@ def render_status(config: Config, journal: Journal) -> str:
     configured = [f.name for f in config.folders]
     table = format_counts(counts, configured, journal.in_review())
     lines = [f"journal: {journal.path}", *table, "", *format_failures(journal)]
+    stages = load_report(report_path_for(journal.path))
+    if stages is not None:
+        lines += [
+            "",
+            f"pipeline stages (over the last {stages.elapsed_seconds:.0f} s):",
+            *stages.format_lines(),
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import queue
 import signal
 import socket
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -268,14 +270,38 @@ def test_sd_notify_messages_arrive_on_the_notify_socket(tmp_path: Path, jpeg: by
     address = str(tmp_path / "notify.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(address)
-    listener.settimeout(60)
+    listener.settimeout(1)
     config = write_config(tmp_path / "c.yaml", [folder_settings(tmp_path, "hot")])
     env = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"}
+    # Read the socket all the time, as systemd does: a unix datagram socket queues only ~10
+    # messages, and watchdog pings arriving while the test waits would crowd out the rest.
+    inbox: queue.SimpleQueue[str] = queue.SimpleQueue()
+    listening = threading.Event()
+    listening.set()
 
-    def receive_until(prefix: str) -> list[str]:
+    def listen() -> None:
+        while listening.is_set():
+            try:
+                inbox.put(listener.recv(4096).decode())
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    reader = threading.Thread(target=listen, daemon=True)
+    reader.start()
+
+    def receive_until(prefix: str, timeout: float = 90) -> list[str]:
         seen: list[str] = []
+        deadline = time.monotonic() + timeout
         while not (seen and seen[-1].startswith(prefix)):
-            seen.append(listener.recv(4096).decode())
+            remaining = deadline - time.monotonic()
+            statuses = [m for m in seen if not m.startswith("WATCHDOG")][-5:]
+            assert remaining > 0, f"no {prefix!r} within {timeout} s; last others: {statuses}"
+            try:
+                seen.append(inbox.get(timeout=remaining))
+            except queue.Empty:
+                continue
         return seen
 
     try:
@@ -298,6 +324,8 @@ def test_sd_notify_messages_arrive_on_the_notify_socket(tmp_path: Path, jpeg: by
             assert "STOPPING=1" in receive_until("STOPPING=1")
             assert daemon.proc.wait(60) == 0
     finally:
+        listening.clear()
+        reader.join(timeout=5)
         listener.close()
 
 

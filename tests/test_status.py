@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 from daemon.journal import Fingerprint, Journal
+from daemon.stage_stats import StageClock, report_path_for, save_report
 from daemon.status import show_status
 
 FP = Fingerprint(1, 1, "p", "1")
@@ -61,3 +62,19 @@ def test_a_bad_config_exits_2(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("folders: 3\n")
     assert show_status(config, io.StringIO()) == 2
+
+
+def test_stage_timings_saved_by_the_daemon_are_shown(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    journal = Journal.open(tmp_path / "state" / "journal.sqlite")
+    journal.close()
+    clock = StageClock({"decode": 1, "model": 1, "finish": 2})
+    clock.record("decode", 0.1)
+    clock.record("model", 1.2)
+    clock.record("finish", 0.5)
+    save_report(clock.report(), report_path_for(tmp_path / "state" / "journal.sqlite"))
+    out = io.StringIO()
+    assert show_status(config, out) == 0
+    text = out.getvalue()
+    assert "pipeline stages" in text and "bottleneck: " in text
+    assert any(line.split()[:4] == ["model", "1", "1", "1.200"] for line in text.splitlines())
