@@ -23,7 +23,7 @@ from daemon.confidence import confidence
 from daemon.finishing import LowRes, Plan, compose_output, plan_finish, process_window
 from daemon.framing import Reframer
 from daemon.io._types import ImageReader
-from daemon.io.writers import BandWriter, OutputFormat, open_writer
+from daemon.io.writers import OutputFormat, open_writer
 from daemon.outputs import write_atomically
 from daemon.profiles import BUILTIN_PROFILES, ID_DPI, Profile
 
@@ -119,38 +119,21 @@ def write_cutout(reader: ImageReader, alpha: np.ndarray, destination: Path) -> P
     return cut_out(reader, alpha, destination).output
 
 
-def _open(
-    fmt: OutputFormat,
-    path: Path,
-    width: int,
-    height: int,
-    channels: int,
-    bits: int,
-    icc: bytes | None,
-    dpi: tuple[float, float] | None,
-    quality: int = 92,
-) -> BandWriter:
-    return open_writer(
-        fmt,
-        path,
-        width=width,
-        height=height,
-        channels=channels,
-        bit_depth=bits,
-        icc=icc,
-        dpi=dpi,
-        jpeg_quality=quality,
-    )
-
-
 def _write_raw(reader: ImageReader, alpha: np.ndarray, destination: Path, band_rows: int) -> Path:
     info = reader.info
     width, height = info.oriented_size
     fmt = FORMAT_BY_SUFFIX[destination.suffix.lower()]
 
     def write(tmp: Path) -> None:
-        writer = _open(
-            fmt, tmp, width, height, 4, output_bit_depth(info.bit_depth), info.icc, info.oriented_dpi
+        writer = open_writer(
+            fmt,
+            tmp,
+            width=width,
+            height=height,
+            channels=4,
+            bit_depth=output_bit_depth(info.bit_depth),
+            icc=info.icc,
+            dpi=info.oriented_dpi,
         )
         try:
             for y0, band in reader.bands(band_rows):
@@ -187,8 +170,24 @@ def _render(reader: ImageReader, plan: Plan, tmp: Path, mask_tmp: Path | None) -
     bits = 8 if fmt == "jpeg" else output_bit_depth(info.bit_depth)
     dpi = (ID_DPI, ID_DPI) if plan.profile.crop == "face" else info.oriented_dpi
     channels = 4 if plan.profile.transparent else 3
-    writer = _open(fmt, tmp, g.out_w, g.out_h, channels, bits, info.icc, dpi, plan.profile.jpeg_quality)
-    mask_writer = _open("png", mask_tmp, g.out_w, g.out_h, 3, 8, None, dpi) if mask_tmp else None
+    w, h = g.out_w, g.out_h
+    quality = plan.profile.jpeg_quality
+    writer = open_writer(
+        fmt,
+        tmp,
+        width=w,
+        height=h,
+        channels=channels,
+        bit_depth=bits,
+        icc=info.icc,
+        dpi=dpi,
+        jpeg_quality=quality,
+    )
+    mask_writer = (
+        open_writer("png", mask_tmp, width=w, height=h, channels=3, bit_depth=8, dpi=dpi)
+        if mask_tmp
+        else None
+    )
     try:
         y = 0
         for band in _output_bands(reader, plan):

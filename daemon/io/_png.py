@@ -22,6 +22,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from daemon.io._types import OutputSpec
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IDAT_MAX = 1 << 24
 PIECE_BYTES = 8 << 20
@@ -76,16 +78,13 @@ class PngStream:
     def __init__(
         self,
         fh: BinaryIO,
+        spec: OutputSpec,
         *,
-        width: int,
-        height: int,
-        channels: int,
-        bit_depth: int,
-        icc: bytes | None,
-        dpi: tuple[float, float] | None,
         level: int,
         filter_name: str,
     ) -> None:
+        width, height, channels, bit_depth = spec.width, spec.height, spec.channels, spec.bit_depth
+        icc, dpi = spec.icc, spec.dpi
         self._fh = fh
         self._level = level
         self._method = FILTERS[filter_name]

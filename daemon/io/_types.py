@@ -71,3 +71,27 @@ class ImageReader(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What every writer needs to know about the image it is given, band by band."""
+
+    width: int
+    height: int
+    channels: int
+    bit_depth: int
+    icc: bytes | None = None
+    dpi: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.channels not in (3, 4):
+            raise ValueError(f"writers take RGB or RGBA, not {self.channels} channels")
+        if self.bit_depth not in (8, 16):
+            raise ValueError(f"bit depth {self.bit_depth} is not 8 or 16")
+        if self.width < 1 or self.height < 1:
+            raise ValueError(f"empty image {self.width}x{self.height}")
+
+    @property
+    def dtype(self) -> np.dtype[np.unsignedinteger]:
+        return np.dtype(np.uint8 if self.bit_depth == 8 else np.uint16)

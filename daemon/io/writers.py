@@ -28,6 +28,7 @@ from PIL import Image
 
 from daemon.errors import UnsupportedInput
 from daemon.io._png import FILTERS, PngStream
+from daemon.io._types import OutputSpec
 
 OutputFormat = Literal["tiff", "png", "jpeg"]
 TILE = 512
@@ -66,27 +67,23 @@ def open_writer(
     png_filter: str = "up",
     jpeg_quality: int = 92,
 ) -> BandWriter:
+    spec = OutputSpec(width, height, channels, bit_depth, icc, dpi)
     if fmt == "tiff":
-        return TiffBandWriter(path, width, height, channels, bit_depth, icc, dpi, tiff_compression)
+        return TiffBandWriter(path, spec, tiff_compression)
     if fmt == "png":
-        return PngBandWriter(path, width, height, channels, bit_depth, icc, dpi, png_level, png_filter)
+        return PngBandWriter(path, spec, png_level, png_filter)
     if fmt == "jpeg":
-        return JpegBandWriter(path, width, height, channels, bit_depth, icc, dpi, jpeg_quality)
+        return JpegBandWriter(path, spec, jpeg_quality)
     raise ValueError(f"unknown output format {fmt!r}")
 
 
 class _BandChecks:
     """Shape bookkeeping shared by every writer."""
 
-    def __init__(self, width: int, height: int, channels: int, bit_depth: int) -> None:
-        if channels not in (3, 4):
-            raise ValueError(f"writers take RGB or RGBA, not {channels} channels")
-        if bit_depth not in (8, 16):
-            raise ValueError(f"bit depth {bit_depth} is not 8 or 16")
-        if width < 1 or height < 1:
-            raise ValueError(f"empty image {width}x{height}")
-        self.width, self.height, self.channels = width, height, channels
-        self.dtype = np.dtype(np.uint8 if bit_depth == 8 else np.uint16)
+    def __init__(self, spec: OutputSpec) -> None:
+        self.spec = spec
+        self.width, self.height, self.channels = spec.width, spec.height, spec.channels
+        self.dtype = spec.dtype
         self.rows_written = 0
 
     def _accept(self, pixels: np.ndarray) -> None:
@@ -126,17 +123,13 @@ class TiffBandWriter(_BandChecks):
     def __init__(
         self,
         path: Path,
-        width: int,
-        height: int,
-        channels: int,
-        bit_depth: int,
-        icc: bytes | None,
-        dpi: tuple[float, float] | None,
+        spec: OutputSpec,
         compression: str,
     ) -> None:
-        super().__init__(width, height, channels, bit_depth)
+        super().__init__(spec)
         if compression not in TIFF_COMPRESSIONS:
             raise ValueError(f"TIFF compression {compression!r} is not one of {sorted(TIFF_COMPRESSIONS)}")
+        width, height, channels = spec.width, spec.height, spec.channels
         self._buffer = np.empty((TILE, width, channels), self.dtype)
         self._buffered = 0
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=1)
@@ -151,9 +144,9 @@ class TiffBandWriter(_BandChecks):
             extrasamples=[EXTRASAMPLE_UNASSOCIATED] if channels == 4 else None,
             compression=TIFF_COMPRESSIONS[compression],
             predictor=True,
-            iccprofile=icc,
-            resolution=dpi,
-            resolutionunit=2 if dpi else None,  # inch
+            iccprofile=spec.icc,
+            resolution=spec.dpi,
+            resolutionunit=2 if spec.dpi else None,  # inch
             bigtiff=height * width * channels * self.dtype.itemsize > BIGTIFF_ABOVE,
             metadata=None,  # no tifffile JSON ImageDescription: standard tags only
             software=False,
@@ -227,30 +220,15 @@ class PngBandWriter(_BandChecks):
     def __init__(
         self,
         path: Path,
-        width: int,
-        height: int,
-        channels: int,
-        bit_depth: int,
-        icc: bytes | None,
-        dpi: tuple[float, float] | None,
+        spec: OutputSpec,
         level: int,
         filter_name: str,
     ) -> None:
-        super().__init__(width, height, channels, bit_depth)
+        super().__init__(spec)
         if not 0 <= level <= 9 or filter_name not in FILTERS:
             raise ValueError(f"PNG level {level} / filter {filter_name!r} invalid")
         self._fh = open(path, "wb")  # noqa: SIM115 - closed in close()/abort()
-        self._stream = PngStream(
-            self._fh,
-            width=width,
-            height=height,
-            channels=channels,
-            bit_depth=bit_depth,
-            icc=icc,
-            dpi=dpi,
-            level=level,
-            filter_name=filter_name,
-        )
+        self._stream = PngStream(self._fh, spec, level=level, filter_name=filter_name)
 
     def write_band(self, pixels: np.ndarray) -> None:
         self._accept(pixels)
@@ -274,21 +252,18 @@ class JpegBandWriter(_BandChecks):
     def __init__(
         self,
         path: Path,
-        width: int,
-        height: int,
-        channels: int,
-        bit_depth: int,
-        icc: bytes | None,
-        dpi: tuple[float, float] | None,
+        spec: OutputSpec,
         quality: int,
     ) -> None:
-        super().__init__(width, height, channels, bit_depth)
-        if channels != 3 or bit_depth != 8:
+        super().__init__(spec)
+        if spec.channels != 3 or spec.bit_depth != 8:
             raise ValueError("JPEG output takes 8-bit RGB only")
-        if max(width, height) > JPEG_MAX_SIDE:
-            raise UnsupportedInput(f"JPEG cannot hold {width}x{height}: at most {JPEG_MAX_SIDE} px a side")
-        self._path, self._icc, self._dpi, self._quality = path, icc, dpi, quality
-        self._image: np.ndarray | None = np.empty((height, width, 3), np.uint8)
+        if max(spec.width, spec.height) > JPEG_MAX_SIDE:
+            raise UnsupportedInput(
+                f"JPEG cannot hold {spec.width}x{spec.height}: at most {JPEG_MAX_SIDE} px a side"
+            )
+        self._path, self._quality = path, quality
+        self._image: np.ndarray | None = np.empty((spec.height, spec.width, 3), np.uint8)
 
     def write_band(self, pixels: np.ndarray) -> None:
         start = self.rows_written
@@ -304,10 +279,10 @@ class JpegBandWriter(_BandChecks):
             "quality": self._quality,
             "subsampling": 0 if self._quality >= 90 else 2,
         }
-        if self._icc:
-            options["icc_profile"] = self._icc
-        if self._dpi:
-            options["dpi"] = self._dpi
+        if self.spec.icc:
+            options["icc_profile"] = self.spec.icc
+        if self.spec.dpi:
+            options["dpi"] = self.spec.dpi
         Image.fromarray(self._image).save(self._path, "JPEG", **options)
         self._image = None
 
