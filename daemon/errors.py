@@ -11,11 +11,13 @@ InputError            Permanent for that file: the journal marks it failed, the
   UnsupportedInput    original is copied into the folder's ``error_dir`` with a
   CorruptInput        ``<name>.error.json`` beside it. Other files go on.
   TooLarge
+  OutputCollision     (a.jpg and a.png would both write a.png: the later loses)
   NoFaceFound         (the id_photo profile found no face to frame)
 TransientError        Retried with exponential backoff; the file stays pending.
   ShareUnavailable    The folder waits (logged once) until the share is back.
   DiskFull            Retried; nothing half-written is ever left visible.
-  DeviceOutOfMemory   Retried on a smaller batch, then on the CPU.
+  DeviceOutOfMemory   The batch is retried one image at a time, then with
+                      backoff like any transient error.
 ====================  ==========================================================
 
 Anything else that escapes a stage is a bug: the file is marked failed with the
@@ -52,6 +54,10 @@ class UnsupportedInput(InputError):
 
 class CorruptInput(InputError):
     """The file claims a format but cannot be decoded (truncated, damaged, empty)."""
+
+
+class OutputCollision(InputError):
+    """Another file (``a.jpg`` beside ``a.png``) already owns the same output path."""
 
 
 class TooLarge(InputError):

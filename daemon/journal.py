@@ -24,7 +24,7 @@ import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal, cast
 
 State = Literal["pending", "running", "done", "failed"]
@@ -265,6 +265,21 @@ class Journal:
             f"state = 'pending', error_class = ?, last_error = ?, next_attempt = ?{undo}",
             (error_class, reason, next_attempt),
         )
+
+    def same_output_rivals(self, entry: Entry) -> list[Entry]:
+        """Older rows of the same folder whose path differs from ``entry``'s only by its extension.
+
+        They would write the same output file; failed ones no longer count.
+        """
+        stem = PurePosixPath(entry.path).with_suffix("").as_posix()
+        pattern = stem.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ".%"
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM files WHERE folder = ? AND id < ? AND state != 'failed'"
+                " AND path LIKE ? ESCAPE '\\' ORDER BY id",
+                (entry.folder, entry.id, pattern),
+            ).fetchall()
+        return [e for e in map(_entry, rows) if PurePosixPath(e.path).with_suffix("").as_posix() == stem]
 
     def forget(self, entry_id: int) -> None:
         """Drop a row whose file vanished before it was processed."""

@@ -27,7 +27,7 @@ from types import FrameType
 import structlog
 
 from daemon.config import Config, Folder, load_config
-from daemon.errors import ConfigError, WeightsError
+from daemon.errors import ConfigError, OutputCollision, WeightsError
 from daemon.journal import Entry, Fingerprint, Journal, profile_hash
 from daemon.logs import configure_logging
 from daemon.notify import Notifier
@@ -275,6 +275,8 @@ class Service:
                 continue
             if not self._still_the_claimed_version(folder, entry):
                 continue
+            if self._refuse_if_output_taken(folder, entry):
+                continue
             job = Job(
                 folder.input / entry.path,
                 destination_for(folder, entry.path, self._config),
@@ -292,6 +294,23 @@ class Service:
             self._running[entry.id] = Running(folder, entry, time.monotonic())
             self._in_pipeline.add((folder.name, entry.path))
             log.info("started", folder=folder.name, path=entry.path, attempt=entry.attempts)
+
+    def _refuse_if_output_taken(self, folder: Folder, entry: Entry) -> bool:
+        """Fail ``entry`` when an older file of the folder already owns its output path.
+
+        ``a.jpg`` and ``a.png`` both map to ``a.png``: the later one goes to the error folder
+        with a reason, rather than silently replacing the other's result.
+        """
+        rivals = self._journal.same_output_rivals(entry)
+        if not rivals:
+            return False
+        destination = destination_for(folder, entry.path, self._config)
+        error = OutputCollision(
+            f"{entry.path} and {rivals[0].path} would both be written to {destination.name}; rename one"
+        )
+        job = Job(folder.input / entry.path, destination, folder.profile, entry.id)
+        self._outcomes.record(Running(folder, entry, time.monotonic()), Outcome(job, None, error, {}))
+        return True
 
     def _still_the_claimed_version(self, folder: Folder, entry: Entry) -> bool:
         source = folder.input / entry.path

@@ -1,4 +1,4 @@
-"""Profiles and review routing through a real ``hotmatte run``: what a studio folder actually delivers."""
+"""What a studio folder delivers through a real ``hotmatte run``: profiles, review, formats, collisions."""
 
 from __future__ import annotations
 
@@ -67,3 +67,43 @@ def test_product_id_photo_and_review_folders_deliver_what_they_promise(tmp_path:
         assert journal.in_review() == {"doubtful": 1}
     finally:
         journal.close()
+
+
+def test_tiff_psd_png_and_webp_drops_come_out_with_their_depth_and_profile(tmp_path: Path) -> None:
+    import shutil
+
+    import cv2
+    import tifffile
+    from PIL import ImageCms
+
+    from tests.conftest import REPO
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    config = write_config(tmp_path / "c.yaml", [folder_settings(tmp_path, "hot", output_format="tiff")])
+    hot = tmp_path / "hot"
+    rgb16 = photo("coffee").astype(np.uint16) * 257
+    with Daemon(config) as daemon:
+        daemon.wait_for("start")
+        tifffile.imwrite(
+            hot / "deep.tif", rgb16, photometric="rgb", compression="lzw", iccprofile=srgb, tile=(64, 64)
+        )
+        shutil.copy(REPO.parent / "shared" / "corpus" / "psd" / "300dpi.psb", hot / "layered.psb")
+        cv2.imwrite(str(hot / "deep16.png"), cv2.cvtColor(rgb16, cv2.COLOR_RGB2BGR))
+        Image.fromarray(photo("chelsea")).save(hot / "cat.webp", lossless=True)
+        daemon.wait_for("done", count=4, timeout=120)
+        # cat.jpg would overwrite cat.webp's result: it is refused with a reason instead.
+        Image.fromarray(photo("rocket")).save(hot / "cat.jpg")
+        daemon.wait_for("failed", path="cat.jpg", timeout=60)
+        assert daemon.terminate() == 0
+
+    out = tmp_path / "hot-out"
+    for name, depth in (("deep.tif", 16), ("layered.tif", 16), ("deep16.tif", 16), ("cat.tif", 8)):
+        with tifffile.TiffFile(out / name) as tif:
+            page = tif.pages.first
+            assert isinstance(page, tifffile.TiffPage)
+            assert page.samplesperpixel == 4 and page.bitspersample == depth, name
+            assert page.iccprofile or name in ("deep16.tif", "cat.tif"), f"{name} lost its colour profile"
+    assert np.array_equal(tifffile.imread(out / "deep.tif")[..., :3], rgb16)
+    assert tifffile.imread(out / "cat.tif").shape[:2] == photo("chelsea").shape[:2]  # not the rocket
+    record = json.loads((tmp_path / "hot-out-errors" / "cat.jpg.error.json").read_text())
+    assert record["error_class"] == "OutputCollision" and "cat.webp" in record["reason"]
