@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
-from PIL import Image
+from PIL import Image, ImageCms
 
 REPO = Path(__file__).resolve().parents[1]
 HOTMATTE = [sys.executable, "-m", "daemon.cli"]
@@ -41,6 +42,22 @@ def run_hotmatte(
         text=True,
         timeout=timeout,
     )
+
+
+def cmyk_to_srgb_reference(cmyk: Image.Image, icc: bytes) -> Image.Image:
+    """An independent CMYK → sRGB conversion the readers are checked against: Photoshop's
+    default intent (relative colorimetric with black point compensation), through Pillow."""
+    transform = ImageCms.buildTransform(
+        ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+        ImageCms.createProfile("sRGB"),
+        "CMYK",
+        "RGB",
+        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+        flags=ImageCms.Flags.BLACKPOINTCOMPENSATION,
+    )
+    converted = ImageCms.applyTransform(cmyk, transform)
+    assert converted is not None
+    return converted
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ a conversion is involved: see each comparison).
 
 from __future__ import annotations
 
-import io
 import logging
 import shutil
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageCms
+from PIL import Image
 from psd_tools import PSDImage
 from psd_tools.api.pil_io import _remove_white_background
 from psd_tools.constants import AlphaChannelMode, ColorMode, Resource
@@ -26,6 +25,7 @@ from daemon.errors import CorruptInput, InputError, TooLarge, UnsupportedInput
 from daemon.io._psd_layout import read_layout
 from daemon.io._psd_planes import PlaneRows
 from daemon.io.psd import PsdReader, open_psd
+from tests.conftest import cmyk_to_srgb_reference
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "psd"
 FILES = sorted(p for p in CORPUS.rglob("*") if p.suffix.lower() in (".psd", ".psb"))
@@ -142,20 +142,7 @@ def _cmyk_reference(reference: PSDImage, has_alpha: bool) -> np.ndarray:
     ]
     cmyk = Image.fromarray(255 - np.stack(planes[:4], axis=2), mode="CMYK")
     icc = reference.image_resources.get_data(Resource.ICC_PROFILE)
-    if icc is None:
-        rgb = cmyk.convert("RGB")
-    else:
-        transform = ImageCms.buildTransform(
-            ImageCms.ImageCmsProfile(io.BytesIO(icc)),
-            ImageCms.createProfile("sRGB"),
-            "CMYK",
-            "RGB",
-            renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
-            flags=ImageCms.Flags.BLACKPOINTCOMPENSATION,
-        )
-        converted = ImageCms.applyTransform(cmyk, transform)
-        assert converted is not None
-        rgb = converted
+    rgb = cmyk.convert("RGB") if icc is None else cmyk_to_srgb_reference(cmyk, icc)
     if not has_alpha:
         return np.asarray(rgb)
     rgba = rgb.convert("RGBA")
