@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -87,7 +87,6 @@ class StageClock:
         self._started = time.monotonic()
         self._files = dict.fromkeys(STAGES, 0)
         self._busy = dict.fromkeys(STAGES, 0.0)
-        self._per_file = {stage: 0.0 for stage in STAGES}
         self._recent: dict[str, deque[float]] = {stage: deque(maxlen=RECENT) for stage in STAGES}
 
     def restart(self) -> None:
@@ -100,7 +99,6 @@ class StageClock:
         with self._lock:
             self._files[stage] += files
             self._busy[stage] += busy_seconds
-            self._per_file[stage] += per_file * files
             self._recent[stage].extend([per_file] * files)
 
     def report(self, queued: Mapping[str, int] | None = None) -> StageReport:
@@ -117,7 +115,7 @@ class StageClock:
             workers=workers,
             files=files,
             busy_seconds=round(self._busy[stage], 3),
-            mean_seconds=round(self._per_file[stage] / files, 4) if files else 0.0,
+            mean_seconds=round(self._busy[stage] / files, 4) if files else 0.0,
             recent_mean_seconds=round(sum(recent) / len(recent), 4) if recent else 0.0,
             utilisation=round(min(1.0, self._busy[stage] / (elapsed * workers)), 3),
             queued=queued.get(stage, 0),
@@ -141,14 +139,3 @@ def load_report(path: Path) -> StageReport | None:
 def report_path_for(journal: Path) -> Path:
     """Where the daemon keeps its latest stage report: beside its journal."""
     return journal.with_name(journal.name + ".stages.json")
-
-
-def mean_timings(timings: Iterable[Mapping[str, float]]) -> dict[str, float]:
-    """Mean seconds per stage over per-file timings (as in :attr:`Outcome.timings`)."""
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    for per_file in timings:
-        for stage, seconds in per_file.items():
-            sums[stage] = sums.get(stage, 0.0) + seconds
-            counts[stage] = counts.get(stage, 0) + 1
-    return {stage: sums[stage] / counts[stage] for stage in sums}
