@@ -21,7 +21,7 @@ from pathlib import Path
 
 from daemon.config import Folder
 from daemon.errors import HotmatteError
-from daemon.outputs import write_atomically
+from daemon.outputs import write_atomically, write_text_atomically
 
 ERROR_SUFFIX = ".error.json"
 
@@ -90,12 +90,8 @@ def record_failure(
     )
     text = json.dumps(asdict(record), indent=2, ensure_ascii=False) + "\n"
     report = copy.with_name(copy.name + ERROR_SUFFIX)
-    write_atomically(report, lambda tmp: _write_text(tmp, text))
+    write_text_atomically(report, text)
     return report
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.write_text(text, encoding="utf-8")
 
 
 def read_failure(report: Path) -> FailureRecord:

@@ -73,6 +73,11 @@ def write_atomically(destination: Path, write: Callable[[Path], object]) -> Path
     return destination
 
 
+def write_text_atomically(destination: Path, text: str) -> Path:
+    """:func:`write_atomically` for a UTF-8 text file (error records, manifests, reports)."""
+    return write_atomically(destination, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
 def _discard(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()

