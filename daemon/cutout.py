@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from daemon import masks
 from daemon.bands import resize_rows, windows
@@ -89,6 +90,7 @@ def cut_out(
     review_below: float | None = None,
     review_destination: Path | None = None,
     band_rows: int = BAND_ROWS,
+    device: torch.device | None = None,
 ) -> CutoutResult:
     """Write the cut-out of ``reader`` for the model's ``alpha`` with ``profile``, atomically.
 
@@ -100,7 +102,7 @@ def cut_out(
     target = review_destination if review and review_destination is not None else destination
     if profile.is_raw:
         return CutoutResult(_write_raw(reader, alpha, target, band_rows), score, review)
-    plan = plan_finish(reader, alpha, profile, band_rows)
+    plan = plan_finish(reader, alpha, profile, band_rows, device)
     mask = mask_path_for(target) if profile.save_mask else None
     if mask is None:
         output = write_atomically(target, lambda tmp: _render(reader, plan, tmp, None))

@@ -18,6 +18,7 @@ from daemon.bands import Window, resize_rows
 from daemon.faces import find_face
 from daemon.framing import Geometry, choose_geometry, shadow_map
 from daemon.io._types import ImageReader
+from daemon.matting.engine import choose_device
 from daemon.profiles import Profile, background_kind, background_path, background_rgb, pixel_scale
 from daemon.refine.foreground import FULL_RES_ITERATIONS, estimate_multilevel, keep_opaque_colours, sweep
 from daemon.refine.guided import MAX_STEP, GuidedFilter, align, scaled
@@ -26,10 +27,6 @@ from daemon.refine.guided import MAX_STEP, GuidedFilter, align, scaled
 WORK_SIDE = 1024
 #: Final α this close to 0 or 1 is snapped there (half a step of 8-bit output).
 SNAP = 0.5 / 255
-
-
-def refine_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass(frozen=True)
@@ -104,12 +101,19 @@ def _low_res(reader: ImageReader, alpha: np.ndarray, profile: Profile, device: t
     return LowRes(proxy, alpha_low, fg, bg, shadow)
 
 
-def plan_finish(reader: ImageReader, alpha: np.ndarray, profile: Profile, band_rows: int) -> Plan:
+def plan_finish(
+    reader: ImageReader,
+    alpha: np.ndarray,
+    profile: Profile,
+    band_rows: int,
+    device: torch.device | None = None,
+) -> Plan:
+    """Every whole-image decision; refinement runs on ``device`` (the model's; ``None``: auto)."""
     if band_rows % MAX_STEP:
         raise ValueError(f"band rows must be a multiple of {MAX_STEP}")
     width, height = reader.info.oriented_size
     scale = pixel_scale(width, height)
-    device = refine_device()
+    device = device or choose_device("auto")
     low = _low_res(reader, alpha, profile, device)
     face = find_face(low.proxy).scaled(width / low.proxy.shape[1]) if profile.crop == "face" else None
     geometry = choose_geometry(profile, width, height, low.alpha, face)

@@ -305,6 +305,7 @@ class Pipeline:
                     get_profile(job.profile, self.profiles),
                     review_below=job.review_below,
                     review_destination=job.review_destination,
+                    device=self.engine.device,
                 )
             except Exception as exc:
                 self._deliver(item, None, exc)
