@@ -85,12 +85,6 @@ def unmatte_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(result), 0.0, top).astype(rgb.dtype)
 
 
-def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    if pixels.dtype == np.uint8:
-        return pixels
-    return ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-
-
 def _cmyk_to_rgb(colour: np.ndarray, icc: bytes | None) -> np.ndarray:
     top = np.iinfo(colour.dtype).max
     # Photoshop stores CMYK inverted: the maximum means no ink.

@@ -24,20 +24,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
-import cv2
 import numpy as np
 
 from daemon.errors import UnsupportedInput
+from daemon.io._colour import to_uint8
 from daemon.io._psd_colour import (
     colour_to_rgb,
     output_dtype,
     output_icc,
     to_native,
-    to_uint8,
     unmatte_white,
 )
 from daemon.io._psd_layout import MODE_NAMES, PsdLayout, read_layout
 from daemon.io._psd_planes import PlaneRows
+from daemon.io._resample import area_resize
 from daemon.io._types import ColourSpace, ImageInfo
 
 COLOUR_SPACES: dict[int, ColourSpace] = {1: "gray", 3: "rgb", 4: "cmyk"}
@@ -114,12 +114,12 @@ class PsdReader:
             # is converted before shrinking: CMYK to RGB is not linear.
             rgb_band = colour_to_rgb(self._colour_channels(y0, y1), layout)
             small_height = max(1, round((y1 - y0) / factor))
-            pieces.append(_area_resize(rgb_band, small_width, small_height))
+            pieces.append(area_resize(rgb_band, small_width, small_height))
         rgb = to_uint8(np.concatenate(pieces, axis=0))
         scale = min(1.0, max_side / longest)
         target = (max(1, round(layout.width * scale)), max(1, round(layout.height * scale)))
         if (rgb.shape[1], rgb.shape[0]) != target:
-            rgb = _area_resize(rgb, *target)
+            rgb = area_resize(rgb, *target)
         return rgb
 
     def close(self) -> None:
@@ -172,12 +172,3 @@ def _image_info(layout: PsdLayout, has_alpha: bool) -> ImageInfo:
         orientation=1,
         dpi=layout.dpi,
     )
-
-
-def _area_resize(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
-    if pixels.shape[0] == height and pixels.shape[1] == width:
-        return pixels
-    resized: np.ndarray = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
-    if resized.ndim == 2:  # cv2 drops a trailing axis of length 1
-        resized = resized[..., None]
-    return resized

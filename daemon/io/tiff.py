@@ -28,13 +28,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
-import cv2
 import numpy as np
 import tifffile
 
 from daemon.errors import CorruptInput, TooLarge, UnsupportedInput
 from daemon.io._colour import ColourConverter, SampleLayout, to_uint8
 from daemon.io._orient import TRANSPOSING, normalise_orientation, orient, oriented_shape, stored_window
+from daemon.io._resample import area_resize
 from daemon.io._tiff_regions import JPEG_COMPRESSIONS, RegionReader
 from daemon.io._types import ColourSpace, ImageInfo
 
@@ -289,12 +289,5 @@ def _area_shrink(source: RegionReader, max_side: int, colour_channels: int) -> n
         carry = band[usable:].copy() if usable < band.shape[0] else None
         if usable:
             size = (max(1, round(width / factor)), max(1, round(usable / factor)))
-            pieces.append(_resize(band[:usable], size))
-    return _resize(np.concatenate(pieces, axis=0), target)
-
-
-def _resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    if (pixels.shape[1], pixels.shape[0]) == size:
-        return pixels
-    resized = cv2.resize(np.ascontiguousarray(pixels), size, interpolation=cv2.INTER_AREA)
-    return resized.reshape(size[1], size[0], pixels.shape[2])
+            pieces.append(area_resize(band[:usable], *size))
+    return area_resize(np.concatenate(pieces, axis=0), *target)
