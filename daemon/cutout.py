@@ -21,7 +21,14 @@ import torch
 from daemon import masks
 from daemon.bands import resize_rows, windows
 from daemon.confidence import confidence
-from daemon.finishing import LowRes, Plan, compose_output, plan_finish, process_window
+from daemon.finishing import (
+    Plan,
+    compose_output,
+    compose_raw_band,
+    plan_finish,
+    process_window,
+    scale_alpha,
+)
 from daemon.framing import Reframer
 from daemon.io._types import ImageReader
 from daemon.io.writers import OutputFormat, open_writer
@@ -50,16 +57,6 @@ class CutoutResult:
 def upsample_alpha_band(alpha: np.ndarray, width: int, height: int, y0: int, y1: int) -> np.ndarray:
     """Rows ``[y0, y1)`` of ``alpha`` bilinearly resized to ``width``×``height`` (seamless across bands)."""
     return resize_rows(alpha, width, height, y0, y1)
-
-
-def _scale_alpha(alpha: np.ndarray, dtype: np.dtype[np.generic]) -> np.ndarray:
-    peak = np.iinfo(dtype).max  # type: ignore[type-var]
-    return np.rint(alpha * peak).astype(dtype)
-
-
-def compose_raw_band(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Original colours with the model's alpha (an existing alpha channel is replaced)."""
-    return np.dstack([rgb[..., :3], _scale_alpha(alpha, rgb.dtype)])
 
 
 def output_bit_depth(input_bit_depth: int) -> int:
@@ -197,7 +194,7 @@ def _render(reader: ImageReader, plan: Plan, tmp: Path, mask_tmp: Path | None) -
             writer.write_band(pixels)
             if mask_writer is not None:
                 mask_writer.write_band(
-                    np.repeat(_scale_alpha(alpha, np.dtype(np.uint8))[..., None], 3, axis=2)
+                    np.repeat(scale_alpha(alpha, np.dtype(np.uint8))[..., None], 3, axis=2)
                 )
             y += band.shape[0]
     except BaseException:
@@ -210,4 +207,4 @@ def _render(reader: ImageReader, plan: Plan, tmp: Path, mask_tmp: Path | None) -
         mask_writer.close()
 
 
-__all__ = ["BAND_ROWS", "CutoutResult", "LowRes", "cut_out", "upsample_alpha_band", "write_cutout"]
+__all__ = ["BAND_ROWS", "CutoutResult", "cut_out", "upsample_alpha_band", "write_cutout"]

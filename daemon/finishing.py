@@ -156,6 +156,16 @@ def window_alpha(window: Window, plan: Plan, width: int, height: int, rgb: torch
     return alpha
 
 
+def scale_alpha(alpha: np.ndarray, dtype: np.dtype[np.generic]) -> np.ndarray:
+    peak = np.iinfo(dtype).max  # type: ignore[type-var]
+    return np.rint(alpha * peak).astype(dtype)
+
+
+def compose_raw_band(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Original colours with the model's alpha (an existing alpha channel is replaced)."""
+    return np.dstack([rgb[..., :3], scale_alpha(alpha, rgb.dtype)])
+
+
 def process_window(window: Window, plan: Plan, width: int, height: int) -> np.ndarray:
     """The window's kept rows: premultiplied float32 (RGB·α, α[, shadow]), or integer RGBA if exact."""
     pixels, inner = window.pixels, window.inner
@@ -163,9 +173,7 @@ def process_window(window: Window, plan: Plan, width: int, height: int) -> np.nd
     rgb = _to_torch(pixels, plan.device) if needs_rgb else None
     alpha = window_alpha(window, plan, width, height, rgb)
     if plan.exact_colours:
-        peak = np.iinfo(pixels.dtype).max
-        scaled_alpha = np.rint(alpha[inner] * peak).astype(pixels.dtype)
-        return np.dstack([pixels[inner, :, :3], scaled_alpha])
+        return compose_raw_band(pixels[inner], alpha[inner])
     assert rgb is not None
     fg = rgb
     if plan.profile.decontaminate and plan.low.fg is not None and plan.low.bg is not None:
@@ -175,7 +183,7 @@ def process_window(window: Window, plan: Plan, width: int, height: int) -> np.nd
         bg0 = torch.from_numpy(resize_rows(plan.low.bg, *rows)).to(plan.device).permute(2, 0, 1).contiguous()
         fg, _ = sweep(rgb, a, fg0, bg0, FULL_RES_ITERATIONS)
         fg = keep_opaque_colours(rgb, a, fg)
-    colour = _hwc(fg)[inner]
+    colour = _hwc(fg[:, inner])
     a_inner = alpha[inner, :, None]
     parts = [colour * a_inner, a_inner]
     if plan.low.shadow is not None:

@@ -169,9 +169,6 @@ BUILTIN_PROFILES: dict[str, Profile] = {
     ),
 }
 
-#: Formats that can carry the alpha a transparent cut-out needs.
-ALPHA_FORMATS = ("png", "tiff")
-
 
 def resolve_custom_profiles(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Turn ``{name: {extends: builtin, knob: value}}`` into full knob mappings for :class:`Profile`.

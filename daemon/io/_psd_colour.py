@@ -31,7 +31,6 @@ from daemon.io._psd_layout import PsdLayout
 
 MODE_GRAY = 1
 MODE_RGB = 3
-MODE_CMYK = 4
 INTENT_RELATIVE_COLORIMETRIC = 1
 LCMS_BLACK_POINT_COMPENSATION = 0x2000
 SRGB_PROFILE: bytes = imagecodecs.cms_profile("srgb")

@@ -71,10 +71,6 @@ class RegionReader:
     def segment_rows(self) -> int:
         return self._seg_h
 
-    @property
-    def segment_cols(self) -> int:
-        return self._seg_w
-
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self._cache.clear()

@@ -35,7 +35,7 @@ from daemon.io._psd_colour import (
     to_native,
     unmatte_white,
 )
-from daemon.io._psd_layout import MODE_NAMES, PsdLayout, read_layout
+from daemon.io._psd_layout import PsdLayout, read_layout
 from daemon.io._psd_planes import PlaneRows
 from daemon.io._resample import area_resize
 from daemon.io._types import ColourSpace, ImageInfo
@@ -159,7 +159,7 @@ class PsdReader:
 
 def _image_info(layout: PsdLayout, has_alpha: bool) -> ImageInfo:
     if layout.mode not in COLOUR_SPACES:  # read_layout refuses these; belt and braces
-        raise UnsupportedInput(f"unsupported: {MODE_NAMES.get(layout.mode, layout.mode)}")
+        raise UnsupportedInput(f"unsupported: {layout.mode_name}")
     return ImageInfo(
         format="psb" if layout.version == 2 else "psd",
         width=layout.width,
