@@ -89,6 +89,11 @@ class Entry:
     output: str | None
 
 
+def _unchanged(entry: Entry, fingerprint: Fingerprint, redo_done: bool) -> bool:
+    """Offering this version again would change nothing (see :meth:`Journal.is_settled`)."""
+    return entry.fingerprint == fingerprint and not (redo_done and entry.state == "done")
+
+
 def _entry(row: sqlite3.Row) -> Entry:
     return Entry(
         id=row["id"],
@@ -170,9 +175,7 @@ class Journal:
         file seen there again after ``done`` is a new drop, not the old one.
         """
         entry = self.get(folder, path)
-        if entry is None or entry.fingerprint != fingerprint:
-            return False
-        return not (redo_done and entry.state == "done")
+        return entry is not None and _unchanged(entry, fingerprint, redo_done)
 
     def offer(self, folder: str, path: str, fingerprint: Fingerprint, *, redo_done: bool = False) -> bool:
         """Record a complete file; return True if it became (or became again) pending."""
@@ -181,7 +184,7 @@ class Journal:
             row = db.execute("SELECT * FROM files WHERE folder = ? AND path = ?", (folder, path)).fetchone()
             if row is not None:
                 entry = _entry(row)
-                if entry.fingerprint == fingerprint and not (redo_done and entry.state == "done"):
+                if _unchanged(entry, fingerprint, redo_done):
                     return False
                 db.execute("DELETE FROM files WHERE id = ?", (entry.id,))
             db.execute(
@@ -301,11 +304,16 @@ class Journal:
     def backlog(self, folders: Collection[str] | None = None) -> int:
         """Rows still to do (pending or running)."""
         with self._lock:
+            if folders is None:  # answered from the files_due index, no grouping
+                total = self._db.execute(
+                    "SELECT count(*) FROM files WHERE state IN ('pending', 'running')"
+                ).fetchone()[0]
+                return int(total)
             rows = self._db.execute(
                 "SELECT folder, count(*) AS n FROM files WHERE state IN ('pending', 'running')"
                 " GROUP BY folder"
             ).fetchall()
-        return sum(r["n"] for r in rows if folders is None or r["folder"] in folders)
+        return sum(r["n"] for r in rows if r["folder"] in folders)
 
     def in_review(self) -> dict[str, int]:
         """``{folder: n}`` of done files whose result went to review_dir."""

@@ -27,7 +27,7 @@ from types import FrameType
 import structlog
 
 from daemon.config import Config, Folder, load_config
-from daemon.errors import ConfigError, OutputCollision, WeightsError
+from daemon.errors import ConfigError, OutputCollision
 from daemon.journal import Entry, Fingerprint, Journal, profile_hash
 from daemon.logs import configure_logging
 from daemon.notify import Notifier
@@ -92,7 +92,6 @@ class Service:
         self._inbox: queue.SimpleQueue[_Ready | Outcome] = queue.SimpleQueue()
         self._watchers: dict[str, FolderWatcher] = {}
         self._running: dict[int, Running] = {}
-        self._in_pipeline: set[tuple[str, str]] = set()
         self._outcomes = OutcomeRecorder(journal, lambda: self._config.retry)
         self._stop_requested = False
         self._reload_requested = False
@@ -262,7 +261,7 @@ class Service:
         available = [name for name, w in self._watchers.items() if w.available]
         while (entry := self._journal.claim(available)) is not None:
             folder = self._watchers[entry.folder].folder
-            if (folder.name, entry.path) in self._in_pipeline:
+            if self._in_pipeline(folder, entry.path):
                 # An older version of this file is still in the pipeline; its output must not land
                 # after this one's. Try again once it is out.
                 self._journal.retry_later(
@@ -292,7 +291,6 @@ class Service:
                 self._full_at = self.pipeline.in_flight()
                 return
             self._running[entry.id] = Running(folder, entry, time.monotonic())
-            self._in_pipeline.add((folder.name, entry.path))
             log.info("started", folder=folder.name, path=entry.path, attempt=entry.attempts)
 
     def _refuse_if_output_taken(self, folder: Folder, entry: Entry) -> bool:
@@ -311,6 +309,10 @@ class Service:
         job = Job(folder.input / entry.path, destination, folder.profile, entry.id)
         self._outcomes.record(Running(folder, entry, time.monotonic()), Outcome(job, None, error, {}))
         return True
+
+    def _in_pipeline(self, folder: Folder, path: str) -> bool:
+        """A version of ``path`` (maybe an older row) is still being processed."""
+        return any(r.folder.name == folder.name and r.entry.path == path for r in self._running.values())
 
     def _still_the_claimed_version(self, folder: Folder, entry: Entry) -> bool:
         source = folder.input / entry.path
@@ -345,7 +347,6 @@ class Service:
         if running is None:
             log.error("unknown_outcome", source=str(outcome.job.source))
             return
-        self._in_pipeline.discard((running.folder.name, running.entry.path))
         self._outcomes.record(running, outcome)
 
     # --- reload -------------------------------------------------------------------------------------
@@ -408,8 +409,8 @@ class Service:
         assert self.pipeline is not None
         return self.pipeline.healthy() and all(w.healthy() for w in self._watchers.values())
 
-    def _report(self) -> None:
-        now = time.monotonic()
+    def _send_status(self, now: float) -> None:
+        """``STATUS=`` for systemd. Built only when someone listens: it counts the journal's backlog."""
         text = self._status_text()
         # Going idle or busy is told at once, so `systemctl status` never shows a stale "0 to do"
         # while a burst runs; other changes at most every STATUS_EVERY_SECONDS.
@@ -418,6 +419,11 @@ class Service:
             self._next_status = now + STATUS_EVERY_SECONDS
             self._notifier.status(text)
             self._last_status = text
+
+    def _report(self) -> None:
+        now = time.monotonic()
+        if self._notifier.enabled:
+            self._send_status(now)
         if now >= self._next_stages:
             self._next_stages = now + STAGES_EVERY_SECONDS
             self._publish_stage_timings()
@@ -441,12 +447,8 @@ class Service:
 def run_daemon(config_path: Path | None) -> int:
     """Entry point of ``hotmatte run``; returns the process exit code."""
     configure_logging("info")
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"hotmatte: config error: {problem}", file=sys.stderr)
-        return EXIT_SETUP
+    # ConfigError and WeightsError reach cli.main, which prints one line each and exits 2.
+    config = load_config(config_path)
     configure_logging(config.log_level)
     try:
         journal = Journal.open(config.journal)
@@ -454,11 +456,7 @@ def run_daemon(config_path: Path | None) -> int:
         print(f"hotmatte: cannot open the journal {config.journal}: {exc}", file=sys.stderr)
         return EXIT_SETUP
     service = Service(config_path, config, journal, Notifier())
-    try:
-        code = service.run()
-    except WeightsError as exc:
-        print(f"hotmatte: {exc}", file=sys.stderr)
-        return EXIT_SETUP
+    code = service.run()
     if not service.drained:
         # Stage threads are still inside the model or an encoder. Letting the interpreter finalise
         # under them can crash at exit; their files stay `running` and are recovered at next start.
