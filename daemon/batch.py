@@ -13,7 +13,7 @@ from typing import TextIO
 
 from daemon.config import DEFAULT_EXCLUDES
 from daemon.errors import HotmatteError
-from daemon.outputs import EXTENSIONS
+from daemon.outputs import mirrored_path
 from daemon.pipeline import Job, Outcome, Pipeline
 
 
@@ -22,17 +22,20 @@ def is_excluded(name: str) -> bool:
 
 
 def walk_inputs(inputs: Iterable[Path]) -> Iterator[tuple[Path, Path]]:
-    """``(file, relative path)`` for every file given or found below a given folder, sorted."""
+    """``(file, root)`` for every file given or found below a given folder, sorted.
+
+    ``root`` is the folder the file's output path mirrors from: the given folder, or a
+    given file's own folder.
+    """
     for given in inputs:
         if given.is_dir():
             for dirpath, dirnames, filenames in os.walk(given):
                 dirnames[:] = sorted(d for d in dirnames if not is_excluded(d))
                 for name in sorted(filenames):
                     if not is_excluded(name):
-                        path = Path(dirpath) / name
-                        yield path, path.relative_to(given)
+                        yield Path(dirpath) / name, given
         else:
-            yield given, Path(given.name)
+            yield given, given.parent
 
 
 @dataclass
@@ -45,11 +48,11 @@ def plan_jobs(inputs: Iterable[Path], output_root: Path, profile: str, output_fo
     """One job per input; a second input that would land on the same output is refused, never overwritten."""
     plan = Plan()
     claimed: dict[Path, Path] = {}
-    for source, relative in walk_inputs(inputs):
+    for source, root in walk_inputs(inputs):
         if not source.exists():
             plan.refused.append((source, "no such file or directory"))
             continue
-        destination = (output_root / relative).with_suffix(EXTENSIONS[output_format])
+        destination = mirrored_path(source, root, output_root, output_format)
         if destination in claimed:
             plan.refused.append(
                 (source, f"its output {destination} is already the output of {claimed[destination]}")
