@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     process.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides the config's device")
     process.add_argument("--model-size", type=int, help="model input size, a multiple of 32 (default 1024)")
     process.add_argument(
-        "--format", choices=("png", "tiff", "jpeg"), help="output format (default: the profile's)"
+        "--format", choices=("png", "tiff", "jpeg", "webp"), help="output format (default: the profile's)"
     )
 
     run = commands.add_parser("run", help="run the watch-folder daemon")
@@ -61,7 +61,8 @@ def _process(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     overrides = {k: v for k, v in (("device", args.device), ("model_size", args.model_size)) if v is not None}
     if overrides:
-        config = type(config).model_validate({**config.model_dump(), **overrides})
+        fields = config.model_dump(exclude={"profiles"})
+        config = type(config).model_validate({**fields, "profiles": config.profiles, **overrides})
     profile = get_profile(args.profile, config.profiles)
     if args.format == "jpeg" and profile.transparent:
         raise ConfigError([f"--format jpeg has no alpha, and profile {profile.name!r} is transparent"])

@@ -86,7 +86,7 @@ class Folder(_Model):
     min_age_seconds: Annotated[float, Field(ge=0)] = 1.0
     include: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
-    output_format: Literal["png", "tiff", "jpeg"] | None = None
+    output_format: Literal["png", "tiff", "jpeg", "webp"] | None = None
     on_success: Literal["keep", "move"] = "keep"
     done_dir: Path | None = None
     error_dir: Path | None = None

@@ -42,6 +42,7 @@ FORMAT_BY_SUFFIX: dict[str, OutputFormat] = {
     ".tiff": "tiff",
     ".jpg": "jpeg",
     ".jpeg": "jpeg",
+    ".webp": "webp",
 }
 MASK_SUFFIX = ".mask.png"
 

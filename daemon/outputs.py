@@ -19,7 +19,7 @@ from pathlib import Path
 from daemon.errors import DiskFull, TransientError
 
 TEMP_MARKER = ".hotmatte-tmp-"
-EXTENSIONS = {"png": ".png", "tiff": ".tif", "jpeg": ".jpg"}
+EXTENSIONS = {"png": ".png", "tiff": ".tif", "jpeg": ".jpg", "webp": ".webp"}
 
 
 def mirrored_path(source: Path, input_root: Path, output_root: Path, output_format: str) -> Path:

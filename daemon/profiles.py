@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from daemon.errors import ConfigError
+from daemon.io.writers import WEBP_MAX_SIDE
 
 REFERENCE_SIDE = 2048
 HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -36,7 +37,7 @@ ID_DPI = 300.0
 CANVAS = re.compile(r"^(none|square|[1-9][0-9]{0,5}x[1-9][0-9]{0,5})$")
 
 Length = Annotated[float, Field(ge=0, le=500)]
-OutputFormat = Literal["png", "tiff", "jpeg"]
+OutputFormat = Literal["png", "tiff", "jpeg", "webp"]
 
 
 class _Knobs(BaseModel):
@@ -80,6 +81,9 @@ class Profile(_Knobs):
         background_kind(self.background)  # raises ValueError on a bad value
         if not CANVAS.match(self.canvas):
             raise ValueError(f"canvas must be none, square or WxH (like 2000x1500), not {self.canvas!r}")
+        sides = [int(side) for side in self.canvas.split("x")] if "x" in self.canvas else [0]
+        if self.output_format == "webp" and max(sides) > WEBP_MAX_SIDE:
+            raise ValueError(f"output_format webp holds at most {WEBP_MAX_SIDE} px a side: canvas too large")
         if self.output_format == "jpeg" and self.transparent:
             raise ValueError("output_format jpeg has no alpha: set an opaque background")
         if self.shadow is not None and self.transparent:
@@ -180,6 +184,9 @@ def resolve_custom_profiles(raw: Mapping[str, Any]) -> dict[str, Any]:
     for name, entry in raw.items():
         if name in BUILTIN_PROFILES:
             raise ValueError(f"profiles.{name}: a custom profile cannot reuse a built-in name")
+        if isinstance(entry, Profile):  # already resolved (a config re-validated with overrides)
+            resolved[name] = entry
+            continue
         if not isinstance(entry, Mapping):
             raise ValueError(f"profiles.{name}: must be a mapping with `extends:` and knobs")
         overrides = dict(entry)

@@ -189,3 +189,9 @@ def test_custom_profile_extends_a_builtin_and_bad_knobs_name_their_key() -> None
         with pytest.raises(ConfigError) as caught:
             parse_config(text, Path("/"))
         assert key in str(caught.value), (text, caught.value.problems)
+
+
+def test_webp_canvas_beyond_its_limit_is_named() -> None:
+    with pytest.raises(ConfigError, match="webp holds at most 16383 px a side"):
+        build_profile("banner", {"extends": "product", "output_format": "webp", "canvas": "20000x1000"})
+    assert build_profile("web", {"extends": "product", "output_format": "webp", "canvas": "16383x1000"})

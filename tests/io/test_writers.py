@@ -12,9 +12,10 @@ import pytest
 import tifffile
 from PIL import Image, ImageCms
 
+from daemon.errors import UnsupportedInput
 from daemon.io import writers
 from daemon.io._colour import srgb_profile_bytes
-from daemon.io.writers import OutputFormat, open_writer
+from daemon.io.writers import WEBP_MAX_SIDE, OutputFormat, check_output_size, open_writer
 from daemon.outputs import write_atomically
 
 HEIGHT, WIDTH = 1100, 700  # more than two 512-row tile strips, width not a tile multiple
@@ -115,7 +116,7 @@ def test_tiff_bands_of_any_height_including_single_rows(tmp_path: Path) -> None:
     np.testing.assert_array_equal(tifffile.imread(path), pixels)
 
 
-@pytest.mark.parametrize("fmt", ["tiff", "png", "jpeg"])
+@pytest.mark.parametrize("fmt", ["tiff", "png", "jpeg", "webp"])
 def test_incomplete_image_raises_and_atomic_publish_leaves_nothing(tmp_path: Path, fmt: OutputFormat) -> None:
     pixels = _image(3, np.uint8)
     destination = tmp_path / f"out.{fmt}"
@@ -130,7 +131,7 @@ def test_incomplete_image_raises_and_atomic_publish_leaves_nothing(tmp_path: Pat
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("fmt", ["tiff", "png", "jpeg"])
+@pytest.mark.parametrize("fmt", ["tiff", "png", "jpeg", "webp"])
 def test_wrong_band_shape_is_rejected(tmp_path: Path, fmt: OutputFormat) -> None:
     writer = open_writer(fmt, tmp_path / "x", width=WIDTH, height=HEIGHT, channels=3, bit_depth=8)
     with pytest.raises(ValueError, match="does not fit"):
@@ -199,3 +200,74 @@ def test_jpeg_refuses_16_bit_and_alpha(tmp_path: Path) -> None:
         open_writer("jpeg", tmp_path / "a.jpg", width=10, height=10, channels=4, bit_depth=8)
     with pytest.raises(ValueError, match="8-bit RGB"):
         open_writer("jpeg", tmp_path / "b.jpg", width=10, height=10, channels=3, bit_depth=16)
+
+
+def _pillow_webp_whole(path: Path, pixels: np.ndarray, quality: int) -> np.ndarray:
+    """The same image encoded in one piece, with the writer's options, decoded again."""
+    Image.fromarray(pixels).save(
+        path, "WEBP", quality=quality, method=writers.WEBP_METHOD, alpha_quality=100, exact=True
+    )
+    return _cv2_rgb(path)
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_webp_fed_in_bands_equals_the_whole_image_encoded_at_once(tmp_path: Path, channels: int) -> None:
+    pixels = _image(channels, np.uint8)
+    icc = srgb_profile_bytes()
+    path = _write("webp", tmp_path / "out.webp", pixels, icc=icc, dpi=(300, 200), jpeg_quality=92)
+    banded = _cv2_rgb(path)  # libwebp inside OpenCV, not Pillow
+    # libwebp is deterministic: the same pixels and options decode identically, so any
+    # misplaced or repeated band shows here.
+    np.testing.assert_array_equal(banded, _pillow_webp_whole(tmp_path / "whole.webp", pixels, 92))
+    # Lossy colours: the test image is smooth plus ±1 % noise; at quality 92 libwebp stays
+    # within a couple of levels on average (measured 2.0), while a misplaced band is off by ~116.
+    assert np.abs(banded[..., :3].astype(int) - pixels[..., :3]).mean() < 3
+    with Image.open(path) as image:
+        assert image.format == "WEBP" and image.mode == ("RGBA" if channels == 4 else "RGB")
+        assert image.info["icc_profile"] == icc
+        exif = image.getexif()
+        assert (exif[0x011A], exif[0x011B], exif[0x0128]) == (300, 200, 2)  # dpi, unit = inch
+
+
+def test_webp_alpha_is_exact_and_hidden_colours_are_kept(tmp_path: Path) -> None:
+    pixels = _image(4, np.uint8)
+    pixels[:, : WIDTH // 2, 3] = 0  # a transparent half whose colours must survive (exact=True)
+    pixels[:, WIDTH // 2 :, 3] = np.arange(HEIGHT * (WIDTH - WIDTH // 2)).reshape(HEIGHT, -1) % 256
+    decoded = _cv2_rgb(_write("webp", tmp_path / "a.webp", pixels, jpeg_quality=60))
+    np.testing.assert_array_equal(decoded[..., 3], pixels[..., 3])
+    # Without exact=True libwebp flattens colours under α = 0: mean error 81 here, 2.2 with it.
+    hidden = np.abs(decoded[:, : WIDTH // 2, :3].astype(int) - pixels[:, : WIDTH // 2, :3]).mean()
+    assert hidden < 4
+
+
+def test_webp_rounds_16_bit_bands_to_8_bit(tmp_path: Path) -> None:
+    pixels = _image(4, np.uint16)
+    decoded = _cv2_rgb(_write("webp", tmp_path / "16.webp", pixels, jpeg_quality=92))
+    assert decoded.dtype == np.uint8
+    np.testing.assert_array_equal(decoded[..., 3], (pixels[..., 3].astype(np.uint32) + 128) // 257)
+    assert np.abs(decoded[..., :3].astype(int) - pixels[..., :3] / 257).mean() < 3
+
+
+def _open_webp(path: Path, width: int, height: int) -> None:
+    open_writer("webp", path, width=width, height=height, channels=4, bit_depth=8)
+
+
+def test_webp_at_its_side_limit_writes_and_one_more_pixel_is_refused(tmp_path: Path) -> None:
+    edge = np.zeros((2, WEBP_MAX_SIDE, 4), np.uint8)
+    edge[..., 3] = 255
+    edge[:, ::2, 0] = 200
+    with Image.open(_write("webp", tmp_path / "edge.webp", edge)) as image:
+        assert image.size == (WEBP_MAX_SIDE, 2)
+    refusal = r"at most 16383 px a side; choose output_format png or tiff"
+    with pytest.raises(UnsupportedInput, match=refusal):
+        write_atomically(tmp_path / "wide.webp", lambda tmp: _open_webp(tmp, WEBP_MAX_SIDE + 1, 10))
+    with pytest.raises(UnsupportedInput, match=refusal):
+        write_atomically(tmp_path / "tall.webp", lambda tmp: _open_webp(tmp, 10, WEBP_MAX_SIDE + 1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["edge.webp"]  # no output, no temporary
+
+
+def test_output_size_check_needs_no_pixels() -> None:
+    check_output_size("webp", WEBP_MAX_SIDE, WEBP_MAX_SIDE)
+    check_output_size("png", 100_000, 100_000)
+    with pytest.raises(UnsupportedInput, match=r"WEBP cannot hold 20000x3000"):
+        check_output_size("webp", 20_000, 3_000)
