@@ -20,8 +20,9 @@ from daemon.framing import Geometry, choose_geometry, shadow_map
 from daemon.io._types import ImageReader
 from daemon.matting.engine import choose_device
 from daemon.profiles import Profile, background_kind, background_path, background_rgb, pixel_scale
+from daemon.refine.edges import EdgeRefiner
 from daemon.refine.foreground import FULL_RES_ITERATIONS, estimate_multilevel, keep_opaque_colours, sweep
-from daemon.refine.guided import MAX_STEP, GuidedFilter, align, scaled
+from daemon.refine.guided import MAX_STEP, align, scaled
 
 #: Long side of the working copy used for whole-image decisions and coarse foreground colours.
 WORK_SIDE = 1024
@@ -46,7 +47,7 @@ class Plan:
     alpha: np.ndarray  # the model's cleaned α on its own grid
     low: LowRes
     geometry: Geometry
-    guided: GuidedFilter | None
+    guided: EdgeRefiner | None
     erode: float
     feather: float
     halo: int
@@ -117,7 +118,11 @@ def plan_finish(
     low = _low_res(reader, alpha, profile, device)
     face = find_face(low.proxy).scaled(width / low.proxy.shape[1]) if profile.crop == "face" else None
     geometry = choose_geometry(profile, width, height, low.alpha, face)
-    guided = scaled(profile.refine_radius, profile.refine_eps, scale) if profile.refine == "guided" else None
+    guided = (
+        EdgeRefiner(scaled(profile.refine_radius, profile.refine_eps, scale))
+        if profile.refine == "guided"
+        else None
+    )
     erode, feather = profile.erode * scale, profile.feather * scale
     halo = (
         (guided.halo if guided else 0)

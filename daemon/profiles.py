@@ -169,7 +169,6 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         fill_holes=True,
         refine="guided",
         decontaminate=True,
-        erode=1.0,
     ),
 }
 

@@ -1,0 +1,54 @@
+"""Refinement only where the model is unsure: the subject's inside keeps α = 1, bands equal one piece."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from daemon.bands import windows
+from daemon.refine.edges import EdgeRefiner
+from daemon.refine.guided import MAX_STEP, GuidedFilter, align
+from tests.refine.test_guided import _edge_scene
+
+
+def _refine(image: np.ndarray, alpha: np.ndarray, refiner: EdgeRefiner | GuidedFilter) -> np.ndarray:
+    guide = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+    return refiner(guide, torch.from_numpy(np.ascontiguousarray(alpha))).numpy()
+
+
+def _model_like_alpha(true_alpha: np.ndarray) -> np.ndarray:
+    """The model's α at full resolution: a 1024-px grid bilinearly upsampled ~8x."""
+    small = cv2.resize(true_alpha, (60, 45), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (480, 360), interpolation=cv2.INTER_LINEAR)
+
+
+def test_only_the_uncertain_band_is_filtered_and_its_edge_gets_closer_to_the_truth() -> None:
+    image, true_alpha = _edge_scene()
+    alpha = _model_like_alpha(true_alpha)
+    gf = GuidedFilter(radius=8, eps=1e-4)
+    refiner = EdgeRefiner(gf)
+    refined = _refine(image, alpha, refiner)
+    whole = _refine(image, alpha, gf)
+    size = 2 * refiner.band_radius + 1
+    unsure = ((alpha > 0.1) & (alpha < 0.9)).astype(np.uint8)
+    trusted = cv2.dilate(unsure, np.ones((size, size), np.uint8)) == 0
+    # Where the model is sure, its α is snapped to 0 or 1; a whole-image filter leaves a haze there.
+    assert np.isin(refined[trusted], (0.0, 1.0)).all()
+    assert (~np.isin(whole[trusted], (0.0, 1.0))).sum() > 1000
+    edge = cv2.dilate(true_alpha, np.ones((25, 25))) != cv2.erode(true_alpha, np.ones((25, 25)))
+    assert np.abs(refined - true_alpha)[edge].mean() < 0.9 * np.abs(alpha - true_alpha)[edge].mean()
+
+
+def test_bands_with_halo_equal_one_piece() -> None:
+    image, true_alpha = _edge_scene()
+    alpha = _model_like_alpha(true_alpha)
+    for refiner in (EdgeRefiner(GuidedFilter(radius=3, eps=1e-2)), EdgeRefiner(GuidedFilter(20, 1e-3))):
+        one_piece = _refine(image, alpha, refiner)
+        pixels = np.dstack([image, alpha])
+        bands = iter([(y, pixels[y : y + 50]) for y in range(0, 360, 50)])
+        pieces = [
+            _refine(w.pixels[..., :3], w.pixels[..., 3], refiner)[w.inner]
+            for w in windows(bands, 360, 64, align(refiner.halo, MAX_STEP))
+        ]
+        np.testing.assert_array_equal(np.vstack(pieces), one_piece)
