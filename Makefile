@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install weights run test lint bench-large bench-throughput
+.PHONY: install weights run test lint bench-large bench-large-profiles bench-throughput bench-quality
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,3 +40,10 @@ bench-large: install weights
 
 bench-throughput: install weights
 	$(BIN)/python bench/throughput.py
+
+bench-large-profiles: install weights
+	$(BIN)/python bench/large.py --profiles portrait,product,complex_background
+
+bench-quality: install weights
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python bench/quality.py
