@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -26,10 +27,20 @@ def _needs_weights(weights_dir: Path) -> None:
     """Every test here runs the real model."""
 
 
-def test_product_id_photo_and_review_folders_deliver_what_they_promise(tmp_path: Path) -> None:
+def farthest_island(alpha: np.ndarray) -> float:
+    """How far (px) the farthest piece of α > 0 lies from the largest one."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((alpha > 0).astype(np.uint8), connectivity=8)
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    distance = cv2.distanceTransform((labels != largest).astype(np.uint8), cv2.DIST_L2, 3)
+    return max((float(distance[labels == k].min()) for k in range(1, count) if k != largest), default=0.0)
+
+
+def test_every_profile_folder_delivers_what_it_promises(tmp_path: Path) -> None:
     folders = [
         folder_settings(tmp_path, "shop", profile="white_tiff"),
         folder_settings(tmp_path, "passport", profile="id_photo"),
+        folder_settings(tmp_path, "people", profile="portrait"),
+        folder_settings(tmp_path, "busy", profile="complex_background"),
         folder_settings(tmp_path, "doubtful", review_below=1.0),
     ]
     profiles = {"white_tiff": {"extends": "product", "output_format": "tiff", "canvas": "square"}}
@@ -39,8 +50,11 @@ def test_product_id_photo_and_review_folders_deliver_what_they_promise(tmp_path:
         (tmp_path / "shop" / "rocket.jpg").write_bytes(jpeg_of("rocket", (320, 214)))
         (tmp_path / "passport" / "face.jpg").write_bytes(jpeg_of("astronaut", (512, 512)))
         (tmp_path / "passport" / "cup.jpg").write_bytes(jpeg_of("coffee", (300, 200)))
+        (tmp_path / "people" / "face.jpg").write_bytes(jpeg_of("astronaut", (512, 512)))
+        (tmp_path / "busy" / "cup.jpg").write_bytes(jpeg_of("coffee", (300, 200)))
         (tmp_path / "doubtful" / "cat.jpg").write_bytes(jpeg_of("chelsea", (300, 200)))
-        daemon.wait_for("done", count=3, timeout=120)
+        (tmp_path / "doubtful" / "cup.jpg").write_bytes(jpeg_of("coffee", (300, 200)))
+        daemon.wait_for("done", count=6, timeout=180)
         daemon.wait_for("failed", path="cup.jpg", timeout=60)
         assert daemon.terminate() == 0
 
@@ -59,12 +73,29 @@ def test_product_id_photo_and_review_folders_deliver_what_they_promise(tmp_path:
     assert record["error_class"] == "NoFaceFound"
     assert not (tmp_path / "passport-out" / "cup.jpg").exists()
 
+    # portrait: transparent; opaque pixels keep the photo's colours exactly, soft edges are unmixed.
+    source = np.asarray(Image.open(tmp_path / "people" / "face.jpg"))
+    with Image.open(tmp_path / "people-out" / "face.png") as people:
+        assert people.mode == "RGBA"
+        portrait = np.asarray(people)
+    alpha = portrait[..., 3]
+    assert alpha[70:150, 180:260].mean() > 240 and alpha[200:300, 440:].mean() < 30
+    np.testing.assert_array_equal(portrait[alpha == 255][:, :3], source[alpha == 255])
+    soft = (alpha > 25) & (alpha < 230)
+    assert soft.sum() > 500
+    assert np.abs(portrait[soft][:, :3].astype(int) - source[soft]).mean() > 3
+
+    # complex_background: only the subject and its own edge are left; raw keeps a far-off island.
+    busy = np.asarray(Image.open(tmp_path / "busy-out" / "cup.png"))[..., 3]
+    raw = np.asarray(Image.open(tmp_path / "doubtful-out-review" / "cup.png"))[..., 3]
+    assert farthest_island(busy) < 12 < 40 < farthest_island(raw)
+
     # review_below 1.0: every result goes to review_dir, not the output tree, and the journal says so.
     assert (tmp_path / "doubtful-out-review" / "cat.png").is_file()
     assert not (tmp_path / "doubtful-out" / "cat.png").exists()
     journal = Journal.open_read_only(tmp_path / "state" / "journal.sqlite")
     try:
-        assert journal.in_review() == {"doubtful": 1}
+        assert journal.in_review() == {"doubtful": 2}
     finally:
         journal.close()
 
