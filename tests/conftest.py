@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import skimage.data
@@ -65,3 +66,11 @@ def weights_dir() -> Path:
     directory = REPO / "weights"
     assert (directory / "manifest.json").is_file(), "run `make weights` (hotmatte weights fetch) first"
     return directory
+
+
+def farthest_island(alpha: np.ndarray) -> float:
+    """How far (px) the farthest piece of α > 0 lies from the largest one."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((alpha > 0).astype(np.uint8), connectivity=8)
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    distance = cv2.distanceTransform((labels != largest).astype(np.uint8), cv2.DIST_L2, 3)
+    return max((float(distance[labels == k].min()) for k in range(1, count) if k != largest), default=0.0)

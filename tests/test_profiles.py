@@ -14,7 +14,7 @@ from daemon.cutout import cut_out, mask_path_for
 from daemon.errors import ConfigError
 from daemon.io.detect import open_image
 from daemon.profiles import BUILTIN_PROFILES, build_profile
-from tests.conftest import SMALL_MODEL_SIZE, photo, run_hotmatte, save_jpeg
+from tests.conftest import SMALL_MODEL_SIZE, farthest_island, photo, run_hotmatte, save_jpeg
 
 
 def _process(tmp_path: Path, profile: str, source: Path) -> tuple[int, str, Path]:
@@ -77,6 +77,17 @@ def test_portrait_keeps_opaque_colours_and_changes_only_the_edge(tmp_path: Path)
     assert np.array_equal(rgba[opaque][:, :3], original[opaque])
     soft = (alpha > 10) & (alpha < 245)
     assert np.abs(rgba[soft][:, :3].astype(int) - original[soft]).mean() > 2  # decontaminated
+
+
+def test_complex_background_leaves_only_the_subject_and_its_edge(tmp_path: Path) -> None:
+    source = save_jpeg(tmp_path / "in" / "coffee.jpg", cv2.resize(photo("coffee"), (300, 200)))
+    alphas = {}
+    for profile in ("raw", "complex_background"):
+        code, stderr, out = _process(tmp_path, profile, source)
+        assert code == 0, stderr
+        alphas[profile] = np.asarray(Image.open(out / "coffee.png"))[..., 3]
+    # raw keeps a blob of the table far from the cup; what is left after cleaning is edge fringe.
+    assert farthest_island(alphas["complex_background"]) < 12 < 40 < farthest_island(alphas["raw"])
 
 
 # -- through cut_out, with a known alpha standing in for the model ---------------------------

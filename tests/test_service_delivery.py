@@ -6,13 +6,12 @@ import io
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from daemon.journal import Journal
-from tests.conftest import photo
+from tests.conftest import farthest_island, photo
 from tests.service_harness import Daemon, folder_settings, write_config
 
 
@@ -25,14 +24,6 @@ def jpeg_of(name: str, size: tuple[int, int]) -> bytes:
 @pytest.fixture(autouse=True)
 def _needs_weights(weights_dir: Path) -> None:
     """Every test here runs the real model."""
-
-
-def farthest_island(alpha: np.ndarray) -> float:
-    """How far (px) the farthest piece of α > 0 lies from the largest one."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats((alpha > 0).astype(np.uint8), connectivity=8)
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    distance = cv2.distanceTransform((labels != largest).astype(np.uint8), cv2.DIST_L2, 3)
-    return max((float(distance[labels == k].min()) for k in range(1, count) if k != largest), default=0.0)
 
 
 def test_every_profile_folder_delivers_what_it_promises(tmp_path: Path) -> None:
