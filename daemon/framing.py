@@ -125,7 +125,9 @@ def shadow_map(alpha_low: np.ndarray, shadow: Shadow, pixels_per_low: float, sca
 def _weights(source: int, target: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
     """Tap indices and weights (target × taps) of an antialiased linear resampler.
 
-    Source index ``offset + i`` is output position ``i``; indices outside [0, source) read as padding.
+    Crop position ``i`` is source index ``offset + i``. Taps outside the crop get no weight
+    (the rest are renormalised), so the box's edge rows never depend on pixels outside it;
+    those pixels may be gone already from the band pipeline's buffer.
     """
     ratio = source / target
     support = max(1.0, ratio)
@@ -134,6 +136,7 @@ def _weights(source: int, target: int, offset: int) -> tuple[np.ndarray, np.ndar
     first = np.floor(centres - support).astype(np.int64) + 1
     index = first[:, None] + np.arange(taps)[None, :]
     weight = np.maximum(0.0, 1.0 - np.abs(index - centres[:, None]) / support)
+    weight[(index < 0) | (index >= source)] = 0.0
     weight /= weight.sum(axis=1, keepdims=True)
     return index + offset, weight.astype(np.float32)
 

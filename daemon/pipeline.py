@@ -33,7 +33,8 @@ from daemon.threads import cpu_count, model_threads_for, single_threaded_opencv,
 
 #: Bumped whenever the same input would give a different output; part of the journal fingerprint.
 #: 2: the model's input is built from a smaller proxy (see :func:`proxy_side`).
-PIPELINE_VERSION = "2"
+#: 3: guided refinement only in the model's uncertain band; crops never read outside their box.
+PIPELINE_VERSION = "3"
 #: The proxy's longer side is capped at this many model sizes, whatever the aspect ratio.
 MAX_PROXY_FACTOR = 4
 #: Set by the benchmark: `hotmatte process` writes its stage report (JSON) here when it stops.

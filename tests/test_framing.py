@@ -58,3 +58,14 @@ def test_reframing_in_bands_equals_one_piece_and_pads_with_zero() -> None:
     crop = _reframe_in_bands(image, Geometry(-20, -30, 180, 340, 200, 370), 64)
     assert crop[:30].max() == 0.0 and crop[:, :20].max() == 0.0
     np.testing.assert_array_equal(crop[30:330, 20:200], image[:, :180])
+
+
+def test_a_resampled_crop_reads_nothing_outside_its_box() -> None:
+    rng = np.random.default_rng(6)
+    image = rng.random((300, 200, 4)).astype(np.float32)
+    g = Geometry(20, 10, 180, 250, 70, 100)  # a 160×240 box shrunk to 70×100
+    reference = _reframe_in_bands(image, g, 300)
+    outside = image.copy()
+    outside[:10], outside[250:], outside[:, :20], outside[:, 180:] = 50.0, 50.0, 50.0, 50.0
+    for band in (300, 32, 7):
+        np.testing.assert_allclose(_reframe_in_bands(outside, g, band), reference, atol=1e-6)
