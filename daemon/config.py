@@ -19,7 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from daemon.errors import ConfigError
-from daemon.profiles import BUILTIN_PROFILES, Profile, background_kind, resolve_custom_profiles
+from daemon.profiles import (
+    BUILTIN_PROFILES,
+    Profile,
+    background_kind,
+    background_path,
+    resolve_custom_profiles,
+)
 
 #: Names that are never work: partial copies, sync-tool temporaries, OS litter.
 DEFAULT_EXCLUDES: tuple[str, ...] = (
@@ -162,6 +168,17 @@ class Config(_Model):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _background_images_exist(self) -> Config:
+        # Checked once here, not found missing by every file of a shoot.
+        for name, profile in self.profiles.items():
+            if (
+                background_kind(profile.background) == "image"
+                and not background_path(profile.background).is_file()
+            ):
+                raise ValueError(f"profiles.{name}.background: no image file at {profile.background}")
+        return self
+
     @field_validator("model_size")
     @classmethod
     def _multiple_of_32(cls, value: int) -> int:
@@ -241,6 +258,10 @@ def _describe_all(errors: list[ErrorDetails], source: str) -> list[str]:
     for key, group in by_key.items():
         if any(e["type"] == "extra_forbidden" for e in group):
             lines.append(f"{source}: {key}: unknown key")
+            continue
+        if not group[0]["loc"] and group[0]["type"] == "value_error":
+            # A whole-config check already names its key; the whole config as "got" helps nobody.
+            lines += [f"{source}: {e['msg'].removeprefix('Value error, ')}" for e in group]
             continue
         message = ", or ".join(dict.fromkeys(e["msg"] for e in group))
         lines.append(f"{source}: {key}: {message} (got {group[0].get('input')!r})")

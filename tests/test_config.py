@@ -61,3 +61,8 @@ def test_check_config_exits_two_with_one_line_per_problem(tmp_path: Path) -> Non
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith("hotmatte: config error: ") for line in lines)
+
+
+def test_a_missing_background_image_is_named_at_load(tmp_path: Path) -> None:
+    found = problems("profiles:\n  studio: {extends: product, background: backdrops/grey.jpg}\n", tmp_path)
+    assert found == [f"c.yaml: profiles.studio.background: no image file at {tmp_path}/backdrops/grey.jpg"]

@@ -206,3 +206,18 @@ def test_webp_canvas_beyond_its_limit_is_named() -> None:
     with pytest.raises(ConfigError, match="webp holds at most 16383 px a side"):
         build_profile("banner", {"extends": "product", "output_format": "webp", "canvas": "20000x1000"})
     assert build_profile("web", {"extends": "product", "output_format": "webp", "canvas": "16383x1000"})
+
+
+def test_an_image_background_shows_wherever_the_subject_is_not(tmp_path: Path) -> None:
+    source, alpha, _ = _scene(tmp_path)
+    backdrop = tmp_path / "backdrop.png"
+    Image.fromarray(photo("coffee")).save(backdrop)  # 600×400, resized to the 480×360 output
+    out = _cut(
+        source, alpha, tmp_path / "on-coffee.png", {"extends": "portrait", "background": str(backdrop)}
+    )
+    rgb = np.asarray(Image.open(out)).astype(int)
+    expected = cv2.resize(photo("coffee"), (480, 360), interpolation=cv2.INTER_LINEAR).astype(int)
+    assert rgb.shape == (360, 480, 3)
+    clear = cv2.dilate((alpha > 0).astype(np.uint8), np.ones((25, 25), np.uint8)) == 0
+    assert np.abs(rgb[clear] - expected[clear]).mean() < 2.0
+    assert np.abs(rgb[alpha == 1] - expected[alpha == 1]).mean() > 40  # the subject covers it
