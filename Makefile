@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install weights run test lint bench-large bench-large-profiles bench-throughput bench-quality
+.PHONY: install weights run test lint bench-large bench-large-profiles bench-throughput bench-quality bench-faces
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,3 +47,9 @@ bench-large-profiles: install weights
 bench-quality: install weights
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/quality.py
+
+# opencv 4 (for its Haar cascades) lives in its own venv: the project uses opencv 5.
+bench-faces: install
+	test -x bench/.venv-cv4/bin/python || ($(PYTHON) -m venv bench/.venv-cv4 && \
+	  bench/.venv-cv4/bin/pip install --quiet "opencv-python-headless<5" numpy scikit-image pillow matplotlib)
+	$(BIN)/python bench/faces.py --haar-python bench/.venv-cv4/bin/python
