@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from daemon.faces import Face, find_face
+from daemon.errors import NoFaceFound
+from daemon.faces import Face, find_face, pick_face
 from daemon.framing import Geometry, Reframer, id_geometry, product_geometry, subject_box
 from tests.conftest import photo
 
@@ -69,3 +71,13 @@ def test_a_resampled_crop_reads_nothing_outside_its_box() -> None:
     outside[:10], outside[250:], outside[:, :20], outside[:, 180:] = 50.0, 50.0, 50.0, 50.0
     for band in (300, 32, 7):
         np.testing.assert_allclose(_reframe_in_bands(outside, g, band), reference, atol=1e-6)
+
+
+def test_a_face_needs_several_overlapping_windows() -> None:
+    stray = Face(10, 10, 40, 40)
+    windows = [Face(200 + d, 100 + d, 80, 80) for d in range(5)]
+    assert pick_face([stray], min_votes=4) is None
+    face = pick_face([stray, *windows], min_votes=4)
+    assert face is not None and face.centre == (242.0, 142.0)
+    with pytest.raises(NoFaceFound):
+        find_face(photo("coffee"))
