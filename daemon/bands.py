@@ -83,3 +83,22 @@ def resize_rows(image: np.ndarray, width: int, height: int, y0: int, y1: int) ->
     vertical = image[rows.low] * (1.0 - wy) + image[rows.high] * wy
     wx = cols.weight[(None, slice(None), *extra)]
     return vertical[:, cols.low] * (1.0 - wx) + vertical[:, cols.high] * wx
+
+
+def resize_block(image: np.ndarray, width: int, height: int, rows: range, columns: range) -> np.ndarray:
+    """``resize_rows(image, width, height, rows.start, rows.stop)[:, columns.start:columns.stop]``, exactly.
+
+    Only the source columns the block samples are interpolated, so a narrow block of a wide
+    image costs its own size, not the whole rows'.
+    """
+    y = Axis.mapping(image.shape[0], height, rows.start, rows.stop)
+    x = Axis.mapping(image.shape[1], width, columns.start, columns.stop)
+    if not len(x.low):
+        return np.zeros((len(y.low), 0, *image.shape[2:]), np.result_type(image, np.float32))
+    first, last = int(x.low[0]), int(x.high[-1]) + 1  # the mapping is monotonic
+    source = image[:, first:last]
+    extra = (None,) * (image.ndim - 2)
+    wy = y.weight[(slice(None), None, *extra)]
+    vertical = source[y.low] * (1.0 - wy) + source[y.high] * wy
+    wx = x.weight[(None, slice(None), *extra)]
+    return vertical[:, x.low - first] * (1.0 - wx) + vertical[:, x.high - first] * wx

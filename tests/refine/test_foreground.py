@@ -1,12 +1,19 @@
-"""Foreground estimation recovers the subject's colours at soft edges; band sweeps are seamless."""
+"""Foreground estimation recovers the subject's colours at soft edges; band and block sweeps are seamless."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 import torch
+from PIL import Image
 
-from daemon.bands import windows
-from daemon.refine.foreground import estimate_multilevel, keep_opaque_colours, sweep
+from daemon.bands import resize_block, resize_rows, windows
+from daemon.finishing import Plan, plan_finish, process_window, window_alpha
+from daemon.io.detect import open_image
+from daemon.profiles import BUILTIN_PROFILES
+from daemon.refine.foreground import FULL_RES_ITERATIONS, estimate_multilevel, keep_opaque_colours, sweep
 from tests.conftest import photo
 
 
@@ -54,3 +61,64 @@ def test_band_sweeps_equal_one_piece() -> None:
     np.testing.assert_allclose(np.vstack(pieces), one_piece, atol=1e-6)
     no_halo = [run(w.pixels)[w.inner] for w in windows(iter([(0, pixels)]), alpha.shape[0], 32, 0)]
     assert np.abs(np.vstack(no_halo) - one_piece).max() > 1e-4  # the halo is what makes it seamless
+
+
+# -- process_window decontaminates in column blocks, skipping those with no soft α ------------
+
+
+def _portrait_plan(tmp_path: Path, band_rows: int) -> tuple[Plan, Path]:
+    """``portrait`` on a real photo, with a soft-edged disc on the left as the model's α."""
+    source = tmp_path / "astronaut.png"
+    Image.fromarray(photo("astronaut")).save(source)
+    yy, xx = np.mgrid[0:512, 0:512].astype(np.float32)
+    alpha = np.clip((110 - np.hypot(yy - 260, xx - 190)) / 30, 0, 1).astype(np.float32)
+    model_alpha = cv2.resize(alpha, (256, 256), interpolation=cv2.INTER_AREA)
+    reader = open_image(source, max_megapixels=10)
+    return plan_finish(
+        reader, model_alpha, BUILTIN_PROFILES["portrait"], band_rows, torch.device("cpu")
+    ), source
+
+
+def _whole_window_colours(
+    window_pixels: np.ndarray, alpha: np.ndarray, plan: Plan, rows: range
+) -> np.ndarray:
+    """The one-piece reference: F and B upsampled and swept over the whole window at once."""
+    assert plan.low.fg is not None and plan.low.bg is not None
+    image = torch.from_numpy(window_pixels.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
+    a = torch.from_numpy(alpha)
+    place = (512, 512, rows.start, rows.stop)
+    fg0, bg0 = (_t(resize_rows(low, *place)) for low in (plan.low.fg, plan.low.bg))
+    fg, _ = sweep(image, a, fg0, bg0, FULL_RES_ITERATIONS)
+    return keep_opaque_colours(image, a, fg).permute(1, 2, 0).numpy()
+
+
+def test_column_blocks_equal_the_whole_window_where_alpha_is_not_zero(tmp_path: Path) -> None:
+    band_rows, block = 64, 96  # blocks that do not divide the width, and cut through the soft edge
+    plan, source = _portrait_plan(tmp_path, band_rows)
+    reader = open_image(source, max_megapixels=10)
+    soft_blocks: set[bool] = set()
+    for window in windows(reader.bands(band_rows), 512, band_rows, plan.halo):
+        rgb = torch.from_numpy(window.pixels.astype(np.float32) / 255.0).permute(2, 0, 1)
+        alpha = window_alpha(window, plan, 512, 512, rgb)
+        kept = alpha[window.inner]
+        reference = _whole_window_colours(window.pixels, alpha, plan, range(window.top, window.bottom))
+        out = process_window(window, plan, 512, 512, block_columns=block)
+        np.testing.assert_array_equal(out[..., 3], kept)
+        shown = kept > 0
+        expected = reference[window.inner] * kept[..., None]
+        np.testing.assert_allclose(out[..., :3][shown], expected[shown], rtol=0, atol=1e-6)
+        assert not out[..., :3][~shown].any()
+        for x0 in range(0, 512, block):
+            part = kept[:, x0 : x0 + block]
+            soft_blocks.add(bool(((part > 0) & (part < 1)).any()))
+    # Both paths ran: blocks that were swept, and blocks skipped because α there is only 0 or 1.
+    assert soft_blocks == {True, False}
+
+
+def test_block_resize_equals_the_rows_resize() -> None:
+    low = photo("coffee")[::7, ::7].astype(np.float32) / 255.0
+    rows = range(333, 777)
+    whole = resize_rows(low, 1900, 1234, rows.start, rows.stop)
+    for columns in (range(0, 1900), range(0, 1), range(1899, 1900), range(611, 1102), range(5, 5)):
+        block = resize_block(low, 1900, 1234, rows, columns)
+        np.testing.assert_array_equal(block, whole[:, columns.start : columns.stop])
