@@ -48,14 +48,20 @@ class EdgeRefiner:
 
     def __call__(self, guide: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         """``guide`` 3×H×W and ``alpha`` H×W, float32 in [0, 1]; returns the refined H×W α."""
-        band = self._uncertain_band(alpha)
+        snapped = (alpha >= 0.5).to(alpha.dtype)
+        unsure = (alpha > UNCERTAIN) & (alpha < 1.0 - UNCERTAIN)
+        if not bool(unsure.any()):  # most windows of a large file: nothing to refine
+            return snapped
+        band = self._grow(unsure)
         steep = ((alpha - 0.5) * EDGE_GAIN + 0.5).clamp_(0.0, 1.0)
         refined = self.guided(guide, steep)
-        return torch.where(band, refined, (alpha >= 0.5).to(alpha.dtype))
+        return torch.where(band, refined, snapped)
 
-    def _uncertain_band(self, alpha: torch.Tensor) -> torch.Tensor:
-        unsure = ((alpha > UNCERTAIN) & (alpha < 1.0 - UNCERTAIN)).to(alpha.dtype)
+    def _grow(self, unsure: torch.Tensor) -> torch.Tensor:
+        """``unsure`` dilated by a (2r+1)² square: two 1-D max pools, as a square one costs r times more."""
         r = self.band_radius
+        x = unsure.to(torch.float32)[None, None]
         # max_pool2d pads with -inf, so the image border never widens the band.
-        grown = F.max_pool2d(unsure[None, None], 2 * r + 1, stride=1, padding=r)
-        return grown[0, 0] > 0
+        x = F.max_pool2d(x, (2 * r + 1, 1), stride=1, padding=(r, 0))
+        x = F.max_pool2d(x, (1, 2 * r + 1), stride=1, padding=(0, r))
+        return x[0, 0] > 0
