@@ -160,7 +160,11 @@ def _output_bands(reader: ImageReader, plan: Plan) -> Iterator[np.ndarray]:
             rows = np.zeros((window.y1 - window.y0, width, plan.channels), np.float32)  # outside the crop
         else:
             rows = process_window(window, plan, width, height)
-        yield from reframer.push(window.y0, rows)
+        y0 = window.y0
+        # Dropped before the next window is processed: at 108 MP each is ~100 MB.
+        del window
+        yield from reframer.push(y0, rows)
+        del rows
 
 
 def _render(reader: ImageReader, plan: Plan, tmp: Path, mask_tmp: Path | None) -> None:
@@ -192,12 +196,14 @@ def _render(reader: ImageReader, plan: Plan, tmp: Path, mask_tmp: Path | None) -
         y = 0
         for band in _output_bands(reader, plan):
             pixels, alpha = compose_output(band, plan, y, bits)
+            y += band.shape[0]
+            del band  # not held while the next band is computed
             writer.write_band(pixels)
             if mask_writer is not None:
                 mask_writer.write_band(
                     np.repeat(scale_alpha(alpha, np.dtype(np.uint8))[..., None], 3, axis=2)
                 )
-            y += band.shape[0]
+            del pixels, alpha
     except BaseException:
         writer.abort()
         if mask_writer is not None:
