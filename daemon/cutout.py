@@ -89,10 +89,12 @@ def cut_out(
     review_destination: Path | None = None,
     band_rows: int = BAND_ROWS,
     device: torch.device | None = None,
+    proxy: np.ndarray | None = None,
 ) -> CutoutResult:
     """Write the cut-out of ``reader`` for the model's ``alpha`` with ``profile``, atomically.
 
     The result goes to ``review_destination`` instead when its confidence is below ``review_below``.
+    ``proxy`` is the model's input image, if the caller still has it (spares finishing a decode).
     """
     alpha = clean_model_alpha(alpha, profile)
     score = confidence(alpha)
@@ -100,7 +102,7 @@ def cut_out(
     target = review_destination if review and review_destination is not None else destination
     if profile.is_raw:
         return CutoutResult(_write_raw(reader, alpha, target, band_rows), score, review)
-    plan = plan_finish(reader, alpha, profile, band_rows, device)
+    plan = plan_finish(reader, alpha, profile, band_rows, device, proxy)
     mask = mask_path_for(target) if profile.save_mask else None
     if mask is None:
         output = write_atomically(target, lambda tmp: _render(reader, plan, tmp, None))

@@ -20,6 +20,7 @@ from daemon.errors import ConfigError
 from daemon.faces import find_face
 from daemon.framing import Geometry, choose_geometry, shadow_map
 from daemon.io._types import ImageReader
+from daemon.io.raster import shrink_to
 from daemon.matting.engine import choose_device
 from daemon.profiles import Profile, background_kind, background_path, background_rgb, pixel_scale
 from daemon.refine.edges import EdgeRefiner
@@ -102,9 +103,18 @@ def _read_background(path: str, mtime_ns: int, size: int) -> np.ndarray:
     return background
 
 
-def _low_res(reader: ImageReader, alpha: np.ndarray, profile: Profile, device: torch.device) -> LowRes:
+def _working_copy(reader: ImageReader, given: np.ndarray | None) -> np.ndarray:
+    """The image at WORK_SIDE: shrunk from the model's proxy when that is big enough, else decoded."""
+    if given is not None and max(given.shape[:2]) >= min(WORK_SIDE, max(reader.info.oriented_size)):
+        return shrink_to(given, WORK_SIDE)
+    return reader.proxy(WORK_SIDE)
+
+
+def _low_res(
+    reader: ImageReader, alpha: np.ndarray, profile: Profile, device: torch.device, given: np.ndarray | None
+) -> LowRes:
     width, height = reader.info.oriented_size
-    proxy = reader.proxy(WORK_SIDE)
+    proxy = _working_copy(reader, given)
     ph, pw = proxy.shape[:2]
     interpolation = cv2.INTER_AREA if pw < alpha.shape[1] else cv2.INTER_LINEAR
     alpha_low = masks.apply_threshold(
@@ -126,14 +136,18 @@ def plan_finish(
     profile: Profile,
     band_rows: int,
     device: torch.device | None = None,
+    proxy: np.ndarray | None = None,
 ) -> Plan:
-    """Every whole-image decision; refinement runs on ``device`` (the model's; ``None``: auto)."""
+    """Every whole-image decision; refinement runs on ``device`` (the model's; ``None``: auto).
+
+    ``proxy``, the model's input image if still at hand, spares decoding a working copy.
+    """
     if band_rows % MAX_STEP:
         raise ValueError(f"band rows must be a multiple of {MAX_STEP}")
     width, height = reader.info.oriented_size
     scale = pixel_scale(width, height)
     device = device or choose_device("auto")
-    low = _low_res(reader, alpha, profile, device)
+    low = _low_res(reader, alpha, profile, device, proxy)
     face = find_face(low.proxy).scaled(width / low.proxy.shape[1]) if profile.crop == "face" else None
     geometry = choose_geometry(profile, width, height, low.alpha, face)
     guided = (

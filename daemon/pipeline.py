@@ -86,6 +86,8 @@ class _Work:
     timings: dict[str, float] = field(default_factory=dict)
     reader: ImageReader | None = None
     prepared: np.ndarray | None = None
+    #: The decoded proxy, kept for profiles whose finishing needs a working copy (saves a decode).
+    proxy: np.ndarray | None = None
     alpha: np.ndarray | None = None
 
 
@@ -225,10 +227,12 @@ class Pipeline:
             assert isinstance(item, _Work)
             started = time.perf_counter()
             try:
-                get_profile(item.job.profile, self.profiles)
+                profile = get_profile(item.job.profile, self.profiles)
                 item.reader = open_image(item.job.source, max_megapixels=self.max_megapixels)
                 side = proxy_side(*item.reader.info.oriented_size, size)
-                item.prepared = prepare(item.reader.proxy(side), size)
+                proxy = item.reader.proxy(side)
+                item.prepared = prepare(proxy, size)
+                item.proxy = None if profile.is_raw else proxy
             # Stage boundary: whatever one file raises becomes that file's outcome, never a dead thread.
             except Exception as exc:
                 self._deliver(item, None, exc)
@@ -307,6 +311,7 @@ class Pipeline:
                     review_below=job.review_below,
                     review_destination=job.review_destination,
                     device=self.engine.device,
+                    proxy=item.proxy,
                 )
             except Exception as exc:
                 self._deliver(item, None, exc)

@@ -221,3 +221,25 @@ def test_an_image_background_shows_wherever_the_subject_is_not(tmp_path: Path) -
     clear = cv2.dilate((alpha > 0).astype(np.uint8), np.ones((25, 25), np.uint8)) == 0
     assert np.abs(rgb[clear] - expected[clear]).mean() < 2.0
     assert np.abs(rgb[alpha == 1] - expected[alpha == 1]).mean() > 40  # the subject covers it
+
+
+def test_finishing_reuses_the_models_proxy_instead_of_decoding_again(tmp_path: Path) -> None:
+    source, alpha, _ = _scene(tmp_path)
+    model_alpha = cv2.resize(alpha, (256, 256), interpolation=cv2.INTER_AREA)
+    reader = open_image(source, max_megapixels=10)
+    proxy = reader.proxy(1024)
+    asked: list[int] = []
+    decode_proxy = reader.proxy
+
+    def counted_proxy(max_side: int) -> np.ndarray:
+        asked.append(max_side)
+        return decode_proxy(max_side)
+
+    reader.proxy = counted_proxy  # type: ignore[method-assign]
+    given = cut_out(reader, model_alpha, tmp_path / "given.png", BUILTIN_PROFILES["portrait"], proxy=proxy)
+    assert asked == []
+    decoded = cut_out(reader, model_alpha, tmp_path / "decoded.png", BUILTIN_PROFILES["portrait"])
+    assert asked == [1024]
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(given.output)), np.asarray(Image.open(decoded.output))
+    )
