@@ -284,56 +284,14 @@ class PngBandWriter(_BandChecks):
         self._fh.close()
 
 
-class JpegBandWriter(_BandChecks):
-    def __init__(
-        self,
-        path: Path,
-        spec: OutputSpec,
-        quality: int,
-    ) -> None:
+class _WholeImageWriter(_BandChecks):
+    """Collects every row as 8-bit, then one Pillow encode: for codecs with no row-push API."""
+
+    format = ""
+
+    def __init__(self, path: Path, spec: OutputSpec, quality: int) -> None:
         super().__init__(spec)
-        if spec.channels != 3 or spec.bit_depth != 8:
-            raise ValueError("JPEG output takes 8-bit RGB only")
-        check_output_size("jpeg", spec.width, spec.height)
-        self._path, self._quality = path, quality
-        self._image: np.ndarray | None = np.empty((spec.height, spec.width, 3), np.uint8)
-
-    def write_band(self, pixels: np.ndarray) -> None:
-        start = self.rows_written
-        self._accept(pixels)
-        assert self._image is not None
-        self._image[start : self.rows_written] = pixels
-
-    def close(self) -> None:
-        self._require_complete()
-        assert self._image is not None
-        # At delivery qualities keep full chroma (4:4:4): 4:2:0 smears colour along cut-out edges.
-        options: dict[str, object] = {
-            "quality": self._quality,
-            "subsampling": 0 if self._quality >= 90 else 2,
-        }
-        if self.spec.icc:
-            options["icc_profile"] = self.spec.icc
-        if self.spec.dpi:
-            options["dpi"] = self.spec.dpi
-        Image.fromarray(self._image).save(self._path, "JPEG", **options)
-        self._image = None
-
-    def abort(self) -> None:
-        self._image = None
-
-
-class WebpBandWriter(_BandChecks):
-    """Collects the rows as 8-bit, then one Pillow encode (see the module docstring for memory)."""
-
-    def __init__(
-        self,
-        path: Path,
-        spec: OutputSpec,
-        quality: int,
-    ) -> None:
-        super().__init__(spec)
-        check_output_size("webp", spec.width, spec.height)
+        check_output_size(self.format.lower(), spec.width, spec.height)
         self._path, self._quality = path, quality
         self._image: np.ndarray | None = np.empty((spec.height, spec.width, spec.channels), np.uint8)
 
@@ -346,6 +304,41 @@ class WebpBandWriter(_BandChecks):
     def close(self) -> None:
         self._require_complete()
         assert self._image is not None
+        Image.fromarray(self._image).save(self._path, self.format, **self._options())
+        self._image = None
+
+    def abort(self) -> None:
+        self._image = None
+
+    def _options(self) -> dict[str, object]:
+        raise NotImplementedError
+
+
+class JpegBandWriter(_WholeImageWriter):
+    format = "JPEG"
+
+    def __init__(self, path: Path, spec: OutputSpec, quality: int) -> None:
+        if spec.channels != 3 or spec.bit_depth != 8:
+            raise ValueError("JPEG output takes 8-bit RGB only")
+        super().__init__(path, spec, quality)
+
+    def _options(self) -> dict[str, object]:
+        # At delivery qualities keep full chroma (4:4:4): 4:2:0 smears colour along cut-out edges.
+        subsampling = 0 if self._quality >= 90 else 2
+        options: dict[str, object] = {"quality": self._quality, "subsampling": subsampling}
+        if self.spec.icc:
+            options["icc_profile"] = self.spec.icc
+        if self.spec.dpi:
+            options["dpi"] = self.spec.dpi
+        return options
+
+
+class WebpBandWriter(_WholeImageWriter):
+    """8-bit RGB(A); 16-bit bands are rounded to 8-bit (WebP has no deeper samples)."""
+
+    format = "WEBP"
+
+    def _options(self) -> dict[str, object]:
         options: dict[str, object] = {
             "quality": self._quality,
             "method": WEBP_METHOD,
@@ -358,11 +351,7 @@ class WebpBandWriter(_BandChecks):
             options["icc_profile"] = self.spec.icc
         if self.spec.dpi:
             options["exif"] = _resolution_exif(self.spec.dpi)
-        Image.fromarray(self._image).save(self._path, "WEBP", **options)
-        self._image = None
-
-    def abort(self) -> None:
-        self._image = None
+        return options
 
 
 def _resolution_exif(dpi: tuple[float, float]) -> Image.Exif:
