@@ -52,3 +52,12 @@ def test_bands_with_halo_equal_one_piece() -> None:
             for w in windows(bands, 360, 64, align(refiner.halo, MAX_STEP))
         ]
         np.testing.assert_array_equal(np.vstack(pieces), one_piece)
+
+
+def test_column_blocks_equal_one_piece() -> None:
+    image, true_alpha = _edge_scene()
+    alpha = _model_like_alpha(true_alpha)
+    gf = GuidedFilter(radius=8, eps=1e-4)
+    one_piece = _refine(image, alpha, EdgeRefiner(gf, block_columns=4096))
+    for block in (MAX_STEP * 8, MAX_STEP * 3):
+        np.testing.assert_array_equal(_refine(image, alpha, EdgeRefiner(gf, block_columns=block)), one_piece)
