@@ -13,7 +13,7 @@ Detectors, all with the smallest face = max(24, short side // 12) of the image t
 
 - ``lbp-votes@640``: :func:`daemon.faces.find_face`'s detection (scikit-image's LBP
   cascade on a grey copy of at most 640 px, scale_factor 1.2, step_ratio 1, windows left
-  unmerged for pick_face to vote on), checked against ``find_face`` itself;
+  unmerged for pick_face to vote on), run through the daemon's own ``detect_windows``;
   ``lbp-skimage@640`` / ``@1024``: the same cascade with scikit-image's own merge (what
   the daemon did before this measurement);
 - ``haar-default@640`` / ``@1024``: opencv 4's ``haarcascade_frontalface_default.xml``,
@@ -141,68 +141,27 @@ def run_worker(manifest_path: Path, out_path: Path) -> None:
 
 
 def lbp_detect(rgb: np.ndarray, side: int, vote: bool = False) -> Boxes:
-    """daemon.faces.find_face's detection step at ``side``, every box it finds.
+    """The LBP cascade as :mod:`daemon.faces` runs it, at ``side``: every box it finds.
 
-    With ``vote`` scikit-image is told not to merge its raw windows. Its merge keeps groups of
-    4 and returns their mean, so pick_face never sees two boxes on one face and its vote turns
-    into "the largest box wins"; here pick_face votes among the raw windows instead, and its
-    choice counts only if MIN_VOTES of them overlap it.
+    Without ``vote``, scikit-image's own merge (one mean box per group of 4 windows: what the
+    daemon did before this measurement, when pick_face's vote came down to "the largest box
+    wins"). With ``vote``, the raw windows and pick_face's vote with MIN_VOTES: what
+    :func:`daemon.faces.find_face` does now.
     """
-    from daemon.faces import _detector
+    from daemon.faces import MIN_VOTES, detect_windows, pick_face
 
-    h, w = rgb.shape[:2]
-    f = min(1.0, side / max(h, w))
-    grey: np.ndarray = rgb[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0
-    if f < 1.0:
-        grey = cv2.resize(grey, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
-    s = min(grey.shape)
-    unmerged = {"min_neighbor_number": 1, "intersection_score_threshold": 1.01} if vote else {}
-    found = _detector().detect_multi_scale(
-        img=grey,
-        scale_factor=1.2,
-        step_ratio=1,
-        min_size=(min_face(grey.shape),) * 2,
-        max_size=(s, s),
-        **unmerged,
-    )
-    boxes = [[d["c"] / f, d["r"] / f, (d["c"] + d["width"]) / f, (d["r"] + d["height"]) / f] for d in found]
-    return voted(boxes) if vote else boxes
+    faces = detect_windows(rgb, side, merge=not vote)
+    if vote:
+        chosen = pick_face(faces, MIN_VOTES)
+        faces = [] if chosen is None else [chosen]
+    return [[f.x, f.y, f.x + f.width, f.y + f.height] for f in faces]
 
 
 def picked(boxes: Boxes) -> list[float] | None:
     from daemon.faces import Face, pick_face
 
-    if not boxes:
-        return None
     face = pick_face([Face(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes])
     return None if face is None else [face.x, face.y, face.x + face.width, face.y + face.height]
-
-
-def voted(boxes: Boxes) -> Boxes:
-    from daemon.faces import MIN_VOTES, Face, _overlap
-
-    faces = [Face(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes]
-    votes = max((sum(_overlap(a, b) > 0.3 for b in faces) for a in faces), default=0)
-    choice = picked(boxes)
-    return [choice] if choice and votes >= MIN_VOTES else []
-
-
-def check_lbp_matches_daemon(samples: list[Sample]) -> None:
-    """The copy above must pick what daemon.faces.find_face picks, or its numbers say nothing."""
-    from daemon.errors import NoFaceFound
-    from daemon.faces import find_face
-
-    for sample in samples:
-        mine = picked(lbp_detect(sample["image"], 640, vote=True))
-        try:
-            face = find_face(sample["image"])
-            theirs: list[float] | None = [face.x, face.y, face.x + face.width, face.y + face.height]
-        except NoFaceFound:
-            theirs = None
-        if (mine is None) != (theirs is None) or (
-            mine and theirs and not np.allclose(mine, theirs, atol=1e-3)
-        ):
-            raise SystemExit(f"lbp_detect drifted from daemon.faces on {sample['name']}: {mine} vs {theirs}")
 
 
 def centre_inside(box: list[float] | None, truth: Box) -> bool:
@@ -359,7 +318,6 @@ def main() -> None:
     print(
         f"{len(samples)} images, {sum(s['kind'] == 'positive' for s in samples)} with a face", file=sys.stderr
     )
-    check_lbp_matches_daemon([s for s in samples if s["group"] in ("scale", "skimage-photo", "background")])
 
     records: dict[str, dict[str, Any]] = {s["name"]: {} for s in samples}
     run_lbp(samples, records)

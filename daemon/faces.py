@@ -83,24 +83,34 @@ def pick_face(candidates: list[Face], min_votes: int = 1) -> Face | None:
     return Face(*(float(np.mean([getattr(f, k) for f in group])) for k in ("x", "y", "width", "height")))
 
 
-def find_face(rgb: np.ndarray) -> Face:
-    """The main face in an RGB ``uint8`` image, in its pixels; :class:`NoFaceFound` if there is none."""
+def detect_windows(rgb: np.ndarray, side: int = DETECT_SIDE, merge: bool = False) -> list[Face]:
+    """Every cascade window that fires on ``rgb`` (RGB ``uint8``), searched at ``side`` px, in its pixels.
+
+    ``merge``: scikit-image's own grouping instead (one mean box per group of 4 windows), which
+    leaves nothing to vote on; ``bench/faces.py`` measures it against the unmerged windows.
+    """
     h, w = rgb.shape[:2]
-    factor = min(1.0, DETECT_SIDE / max(h, w))
+    factor = min(1.0, side / max(h, w))
     grey: np.ndarray = rgb[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0
     if factor < 1.0:
         grey = cv2.resize(grey, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA)
-    side = min(grey.shape)
+    shorter = min(grey.shape)
+    # min_neighbor_number 1 with an unreachable intersection score keeps every window apart.
+    unmerged = {} if merge else {"min_neighbor_number": 1, "intersection_score_threshold": 1.01}
     found = _detector().detect_multi_scale(
         img=grey,
         scale_factor=1.2,
         step_ratio=1,
-        min_size=(max(24, side // 12),) * 2,
-        max_size=(side, side),
-        min_neighbor_number=1,  # keep every window: pick_face votes on them
-        intersection_score_threshold=1.01,
+        min_size=(max(24, shorter // 12),) * 2,
+        max_size=(shorter, shorter),
+        **unmerged,
     )
-    face = pick_face([Face(d["c"], d["r"], d["width"], d["height"]) for d in found], MIN_VOTES)
+    return [Face(d["c"], d["r"], d["width"], d["height"]).scaled(1.0 / factor) for d in found]
+
+
+def find_face(rgb: np.ndarray) -> Face:
+    """The main face in an RGB ``uint8`` image, in its pixels; :class:`NoFaceFound` if there is none."""
+    face = pick_face(detect_windows(rgb), MIN_VOTES)
     if face is None:
         raise NoFaceFound("no face found: id_photo needs one frontal face")
-    return face.scaled(1.0 / factor)
+    return face
