@@ -68,15 +68,19 @@ class EdgeRefiner:
             if not bool(unsure[:, max(0, c0 - r) : c1 + r].any()):
                 continue
             left, right = max(0, c0 - margin), min(width, c1 + margin)
-            refined = self._refine(guide[:, :, left:right], alpha[:, left:right], unsure[:, left:right])
+            columns = slice(left, right)
+            refined = self._refine(
+                guide[:, :, columns], alpha[:, columns], unsure[:, columns], snapped[:, columns]
+            )
             out[:, c0:c1] = refined[:, c0 - left : c1 - left]
         return out
 
-    def _refine(self, guide: torch.Tensor, alpha: torch.Tensor, unsure: torch.Tensor) -> torch.Tensor:
+    def _refine(
+        self, guide: torch.Tensor, alpha: torch.Tensor, unsure: torch.Tensor, snapped: torch.Tensor
+    ) -> torch.Tensor:
         band = self._grow(unsure)
         steep = ((alpha - 0.5) * EDGE_GAIN + 0.5).clamp_(0.0, 1.0)
-        refined = self.guided(guide.contiguous(), steep)
-        return torch.where(band, refined, (alpha >= 0.5).to(alpha.dtype))
+        return torch.where(band, self.guided(guide.contiguous(), steep), snapped)
 
     def _grow(self, unsure: torch.Tensor) -> torch.Tensor:
         """``unsure`` dilated by a (2r+1)² square: two 1-D max pools, as a square one costs r times more."""
