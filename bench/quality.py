@@ -42,6 +42,7 @@ from scipy import ndimage  # type: ignore[import-untyped]
 from daemon.cutout import cut_out, mask_path_for
 from daemon.io.detect import open_image
 from daemon.matting.engine import MattingEngine, load_engine, prepare
+from daemon.pipeline import proxy_side
 from daemon.profiles import BUILTIN_PROFILES, Profile
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -95,8 +96,10 @@ def bench_profiles() -> dict[str, Profile]:
 
 
 def model_alpha(engine: MattingEngine, path: Path) -> np.ndarray:
+    """The model's α for ``path``, from the same proxy the pipeline would decode."""
     reader = open_image(path, max_megapixels=50)
-    return engine.predict([prepare(reader.proxy(2 * engine.size), engine.size)])[0]
+    side = proxy_side(*reader.info.oriented_size, engine.size)
+    return engine.predict([prepare(reader.proxy(side), engine.size)])[0]
 
 
 def build_scenes(engine: MattingEngine, synthetic: int, real: bool, tmp: Path) -> list[Scene]:
