@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from daemon.errors import ConfigError
-from daemon.io.writers import WEBP_MAX_SIDE
+from daemon.io.writers import MAX_SIDE
 
 REFERENCE_SIDE = 2048
 HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -81,9 +81,11 @@ class Profile(_Knobs):
         background_kind(self.background)  # raises ValueError on a bad value
         if not CANVAS.match(self.canvas):
             raise ValueError(f"canvas must be none, square or WxH (like 2000x1500), not {self.canvas!r}")
-        sides = [int(side) for side in self.canvas.split("x")] if "x" in self.canvas else [0]
-        if self.output_format == "webp" and max(sides) > WEBP_MAX_SIDE:
-            raise ValueError(f"output_format webp holds at most {WEBP_MAX_SIDE} px a side: canvas too large")
+        limit = MAX_SIDE.get(self.output_format, (0, ""))[0]
+        if limit and "x" in self.canvas and max(map(int, self.canvas.split("x"))) > limit:
+            raise ValueError(
+                f"output_format {self.output_format} holds at most {limit} px a side: canvas too large"
+            )
         if self.output_format == "jpeg" and self.transparent:
             raise ValueError("output_format jpeg has no alpha: set an opaque background")
         if self.shadow is not None and self.transparent:

@@ -206,6 +206,8 @@ def test_webp_canvas_beyond_its_limit_is_named() -> None:
     with pytest.raises(ConfigError, match="webp holds at most 16383 px a side"):
         build_profile("banner", {"extends": "product", "output_format": "webp", "canvas": "20000x1000"})
     assert build_profile("web", {"extends": "product", "output_format": "webp", "canvas": "16383x1000"})
+    with pytest.raises(ConfigError, match="jpeg holds at most 65535 px a side"):
+        build_profile("banner", {"extends": "product", "output_format": "jpeg", "canvas": "70000x1000"})
 
 
 def test_an_image_background_shows_wherever_the_subject_is_not(tmp_path: Path) -> None:
