@@ -259,9 +259,11 @@ def _describe_all(errors: list[ErrorDetails], source: str) -> list[str]:
         if any(e["type"] == "extra_forbidden" for e in group):
             lines.append(f"{source}: {key}: unknown key")
             continue
-        if not group[0]["loc"] and group[0]["type"] == "value_error":
-            # A whole-config check already names its key; the whole config as "got" helps nobody.
-            lines += [f"{source}: {e['msg'].removeprefix('Value error, ')}" for e in group]
+        if all(e["type"] == "value_error" and isinstance(e.get("input"), dict) for e in group):
+            # A check of a whole mapping (the config, a profile) says what is wrong in its message;
+            # echoing the mapping back as "got" helps nobody.
+            place = f"{key}: " if group[0]["loc"] else ""
+            lines += [f"{source}: {place}{e['msg'].removeprefix('Value error, ')}" for e in group]
             continue
         message = ", or ".join(dict.fromkeys(e["msg"] for e in group))
         lines.append(f"{source}: {key}: {message} (got {group[0].get('input')!r})")

@@ -66,3 +66,9 @@ def test_check_config_exits_two_with_one_line_per_problem(tmp_path: Path) -> Non
 def test_a_missing_background_image_is_named_at_load(tmp_path: Path) -> None:
     found = problems("profiles:\n  studio: {extends: product, background: backdrops/grey.jpg}\n", tmp_path)
     assert found == [f"c.yaml: profiles.studio.background: no image file at {tmp_path}/backdrops/grey.jpg"]
+
+
+def test_a_bad_profile_is_named_without_echoing_all_its_knobs(tmp_path: Path) -> None:
+    text = "profiles:\n  web: {extends: product, output_format: webp, canvas: 20000x10}\n"
+    expected = "c.yaml: profiles.web: output_format webp holds at most 16383 px a side: canvas too large"
+    assert problems(text, tmp_path) == [expected]
