@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from daemon.errors import NoFaceFound
-from daemon.faces import Face, find_face, pick_face
+from daemon.faces import Face
 from daemon.framing import Geometry, Reframer, id_geometry, product_geometry, subject_box
-from tests.conftest import photo
 
 
 def test_square_canvas_centres_the_subject_with_its_margin() -> None:
@@ -35,12 +32,6 @@ def test_id_crops_are_exact_and_face_centred() -> None:
         g = id_geometry(Face(400, 300, 200, 240), size)
         assert (g.out_w, g.out_h) == expected
         assert abs((g.left + g.right) / 2 - 500) <= 1 and abs((g.top + g.bottom) / 2 - 420) <= 1
-
-
-def test_face_is_found_on_a_real_portrait() -> None:
-    face = find_face(photo("astronaut"))
-    cx, cy = face.centre
-    assert 200 < cx < 260 and 90 < cy < 150  # her face, not the flag or the helmet
 
 
 def _reframe_in_bands(image: np.ndarray, g: Geometry, band: int) -> np.ndarray:
@@ -71,13 +62,3 @@ def test_a_resampled_crop_reads_nothing_outside_its_box() -> None:
     outside[:10], outside[250:], outside[:, :20], outside[:, 180:] = 50.0, 50.0, 50.0, 50.0
     for band in (300, 32, 7):
         np.testing.assert_allclose(_reframe_in_bands(outside, g, band), reference, atol=1e-6)
-
-
-def test_a_face_needs_several_overlapping_windows() -> None:
-    stray = Face(10, 10, 40, 40)
-    windows = [Face(200 + d, 100 + d, 80, 80) for d in range(5)]
-    assert pick_face([stray], min_votes=4) is None
-    face = pick_face([stray, *windows], min_votes=4)
-    assert face is not None and face.centre == (242.0, 142.0)
-    with pytest.raises(NoFaceFound):
-        find_face(photo("coffee"))
