@@ -16,7 +16,7 @@ Both kinds are composited onto crops of real photos without a salient object of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import cv2
@@ -46,6 +46,9 @@ class Scene:
     fg: np.ndarray  # H×W×3 float32 in [0, 1]
     alpha: np.ndarray  # H×W float32 in [0, 1]
     background: np.ndarray  # H×W×3 float32
+    #: Synthetic scenes only: boolean H×W masks of their parts (veil, strands, body edge), so the
+    #: harness can tell which kind of edge a profile helps or hurts.
+    parts: dict[str, np.ndarray] = field(default_factory=dict)
 
     def composite(self) -> np.ndarray:
         """The photo the model sees, as 8-bit RGB."""
@@ -110,8 +113,22 @@ def synthetic_scene(seed: int) -> Scene:
     outside = cv2.resize(body, (width, height), interpolation=cv2.INTER_AREA) < 0.5
     fg[hair & outside] = (0.35, 0.2, 0.1)
     return Scene(
-        f"synthetic-{seed}", "synthetic", fg, alpha.astype(np.float32), background(seed, width, height)
+        f"synthetic-{seed}",
+        "synthetic",
+        fg,
+        alpha.astype(np.float32),
+        background(seed, width, height),
+        _parts(veil, hair & outside),
     )
+
+
+def _parts(veil_super: np.ndarray, strands: np.ndarray) -> dict[str, np.ndarray]:
+    """Veil (its rim and where it overlaps the body's edge), strands outside it, and the rest."""
+    h, w = strands.shape
+    veil = cv2.resize(veil_super.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0
+    veil = cv2.dilate(veil.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    strands = strands & ~veil
+    return {"veil": veil, "strands": strands, "body edge": ~veil & ~strands}
 
 
 def closed_form_truth(photo: np.ndarray, model_alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,10 @@ soft edge, strands and the veil's rim, not the veil's flat inside):
   at the profile's own α, i.e. what decontamination is for (old background spilling in);
 - ``EdgeColour``: mean |C·α̂ + (1 − α̂) − (F*·α* + 1 − α*)|: the full error on white,
   α errors (missed strands, a veil judged opaque) included;
-- ``FgError``: |C − F*| weighted by α*·α̂: foreground colour error where both show the subject.
+- ``FgError``: |C − F*| weighted by α*·α̂: foreground colour error where both show the subject;
+- ``Halo[part]`` (synthetic scenes): Halo over the band pixels of one part: the veil (its rim
+  and where it crosses the body's edge), the strands, and the body's edge (sharp and defocused),
+  so a profile's gain or loss can be traced to the kind of edge.
 
 Opaque outputs (product, id_photo) are unmixed from white to get ``C``. Profiles that crop
 are measured with ``crop: none`` so every pixel can be compared. Results:
@@ -47,6 +50,7 @@ from daemon.profiles import BUILTIN_PROFILES, Profile
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KEYS = ("SAD", "MSE", "Grad", "Halo", "EdgeColour", "FgError")
+PARTS = ("Halo[veil]", "Halo[strands]", "Halo[body edge]")
 VERSUS_RAW = ("Halo", "EdgeColour", "SAD", "Grad")
 
 
@@ -75,14 +79,16 @@ def metrics(colour: np.ndarray, alpha: np.ndarray, scene: Scene, opaque: bool) -
     ideal = fg * truth[..., None] + (1 - truth[..., None])
     band = edge_band(truth)
     both = (truth * alpha)[band]
+    spill = alpha * np.abs(colour - fg).mean(axis=2)
     colour_error = np.abs(colour - fg).mean(axis=2)[band]
     return {
         "SAD": float(np.abs(alpha - truth).sum() / 1000),
         "MSE": float(((alpha - truth) ** 2).mean() * 1000),
         "Grad": gradient_error(alpha, truth),
-        "Halo": float((alpha[band] * colour_error).mean() * 255),
+        "Halo": float(spill[band].mean() * 255),
         "EdgeColour": float(np.abs(on_white - ideal).mean(axis=2)[band].mean() * 255),
         "FgError": float((both * colour_error).sum() / max(both.sum(), 1e-6) * 255),
+        **{f"Halo[{part}]": float(spill[band & mask].mean() * 255) for part, mask in scene.parts.items()},
     }
 
 
@@ -127,23 +133,30 @@ def measure_scene(engine: MattingEngine, scene: Scene, tmp: Path) -> dict[str, d
 
 
 def summarise(per_scene: dict[str, dict[str, dict[str, float]]], names: list[str]) -> dict[str, Any]:
-    profiles = next(iter(per_scene.values())).keys()
-    mean = {
-        p: {k: float(np.mean([per_scene[s][p][k] for s in names])) for k in (*KEYS, "confidence")}
-        for p in profiles
-    }
+    first = per_scene[names[0]]
+    keys = [k for k in (*KEYS, *PARTS, "confidence") if k in first["raw"]]
+    mean = {p: {k: float(np.mean([per_scene[s][p][k] for s in names])) for k in keys} for p in first}
     for row in mean.values():
-        for key in VERSUS_RAW:
-            row[f"{key} vs raw %"] = round(100 * (row[key] / mean["raw"][key] - 1), 1)
+        for key in (*VERSUS_RAW, *PARTS):
+            if key in row:
+                row[f"{key} vs raw %"] = round(100 * (row[key] / mean["raw"][key] - 1), 1)
     return mean
 
 
-def print_table(title: str, summary: dict[str, Any]) -> None:
-    columns = (*KEYS, "confidence", *(f"{k} vs raw %" for k in VERSUS_RAW))
+def print_table(title: str, summary: dict[str, Any], columns: tuple[str, ...]) -> None:
     print(f"\n{title}\n\n| profile | " + " | ".join(columns) + " |\n|" + "---|" * (len(columns) + 1))
     for name, row in summary.items():
         cells = (f"{row[c]:+.1f} %" if c.endswith("%") else f"{row[c]:.3f}" for c in columns)
         print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+def print_confidence(per_scene: dict[str, dict[str, dict[str, float]]]) -> None:
+    """Does the score that routes files to review follow the cut's real error? (model's α, as ``raw``)"""
+    print("\nconfidence against the cut's error (raw)\n")
+    print("| scene | confidence | SAD | MSE |\n|---|---|---|---|")
+    for name, rows in sorted(per_scene.items(), key=lambda item: item[1]["raw"]["confidence"]):
+        raw = rows["raw"]
+        print(f"| {name} | {raw['confidence']:.3f} | {raw['SAD']:.2f} | {raw['MSE']:.1f} |")
 
 
 def main() -> None:
@@ -161,8 +174,15 @@ def main() -> None:
         if any(s.kind == kind for s in scenes)
     }
     report = {kind: summarise(per_scene, names) for kind, names in groups.items()}
+    main_columns = (*KEYS, "confidence", *(f"{k} vs raw %" for k in VERSUS_RAW))
     for kind, names in groups.items():
-        print_table(f"{kind}: {len(names)} scenes, model at 1024, mean over scenes", report[kind])
+        title = f"{kind}: {len(names)} scenes, model at 1024, mean over scenes"
+        print_table(title, report[kind], main_columns)
+    if "synthetic" in report:
+        print_table(
+            "synthetic, Halo by part", report["synthetic"], (*PARTS, *(f"{k} vs raw %" for k in PARTS))
+        )
+    print_confidence(per_scene)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "quality.json").write_text(
         json.dumps({"summary": report, "per_scene": per_scene}, indent=1) + "\n"
