@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import structlog
 import torch
 
 from daemon import masks
@@ -32,6 +33,7 @@ from daemon.finishing import (
 from daemon.framing import Reframer
 from daemon.io._types import ImageReader
 from daemon.io.writers import OutputFormat, open_writer
+from daemon.matting.engine import choose_device
 from daemon.outputs import write_atomically
 from daemon.profiles import BUILTIN_PROFILES, ID_DPI, Profile
 
@@ -45,6 +47,8 @@ FORMAT_BY_SUFFIX: dict[str, OutputFormat] = {
     ".webp": "webp",
 }
 MASK_SUFFIX = ".mask.png"
+
+log = structlog.get_logger("hotmatte")
 
 
 @dataclass(frozen=True)
@@ -102,18 +106,34 @@ def cut_out(
     target = review_destination if review and review_destination is not None else destination
     if profile.is_raw:
         return CutoutResult(_write_raw(reader, alpha, target, band_rows), score, review)
-    plan = plan_finish(reader, alpha, profile, band_rows, device, proxy)
+    device = device or choose_device("auto")
     mask = mask_path_for(target) if profile.save_mask else None
+    try:
+        _finish(reader, alpha, target, mask, plan_finish(reader, alpha, profile, band_rows, device, proxy))
+    except torch.OutOfMemoryError:
+        if device.type == "cpu":
+            raise
+        # The accelerator is shared with the model's batches and the workstation's other programs.
+        # Refinement gives the same result on the CPU, only slower: better than failing the file.
+        # Nothing was left behind: the writes are atomic and their temporaries are removed.
+        log.warning("finish_on_cpu", output=str(target), reason=f"out of memory on {device}")
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        cpu = torch.device("cpu")
+        _finish(reader, alpha, target, mask, plan_finish(reader, alpha, profile, band_rows, cpu, proxy))
+    return CutoutResult(target, score, review, mask)
+
+
+def _finish(reader: ImageReader, alpha: np.ndarray, target: Path, mask: Path | None, plan: Plan) -> None:
+    """Render ``plan`` to ``target`` (and its α to ``mask``), each file atomically."""
     if mask is None:
-        output = write_atomically(target, lambda tmp: _render(reader, plan, tmp, None))
-    else:
+        write_atomically(target, lambda tmp: _render(reader, plan, tmp, None))
+        return
 
-        def write_both(mask_tmp: Path) -> None:
-            write_atomically(target, lambda tmp: _render(reader, plan, tmp, mask_tmp))
+    def write_both(mask_tmp: Path) -> None:
+        write_atomically(target, lambda tmp: _render(reader, plan, tmp, mask_tmp))
 
-        write_atomically(mask, write_both)
-        output = target
-    return CutoutResult(output, score, review, mask)
+    write_atomically(mask, write_both)
 
 
 def write_cutout(reader: ImageReader, alpha: np.ndarray, destination: Path) -> Path:

@@ -17,7 +17,10 @@ TransientError        Retried with exponential backoff; the file stays pending.
   ShareUnavailable    The folder waits (logged once) until the share is back.
   DiskFull            Retried; nothing half-written is ever left visible.
   DeviceOutOfMemory   The batch is retried one image at a time, then with
-                      backoff like any transient error.
+                      backoff like any transient error. (Running out of GPU
+                      memory while *refining* a file is no error: that file
+                      is finished on the CPU, same pixels, and a warning
+                      ``finish_on_cpu`` is logged.)
 ====================  ==========================================================
 
 Anything else that escapes a stage is a bug: the file is marked failed with the

@@ -1,4 +1,4 @@
-"""Band-wise alpha upsampling stitches with no seam and equals a one-piece resize."""
+"""Band-wise alpha stitches with no seam; depth, ICC and DPI follow the input; GPU memory fallback."""
 
 from __future__ import annotations
 
@@ -6,10 +6,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
+import torch
 from PIL import Image, ImageCms
 
+from daemon import cutout, finishing
+from daemon.bands import Window
 from daemon.cutout import BAND_ROWS, upsample_alpha_band, write_cutout
 from daemon.io.detect import open_image
+from daemon.profiles import BUILTIN_PROFILES
+from tests.conftest import photo
 
 
 def test_bands_equal_one_piece_resize() -> None:
@@ -52,3 +58,59 @@ def test_icc_and_dpi_follow_the_input(tmp_path: Path) -> None:
     with Image.open(out) as written:
         assert written.info.get("icc_profile") == icc
         assert tuple(round(v) for v in written.info["dpi"]) == (300, 300)
+
+
+def test_accelerator_out_of_memory_while_refining_finishes_on_the_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No GPU here: a "meta" device stands for it, and its windows fail as a full GPU would."""
+    calls: list[str] = []
+
+    def process_window(window: Window, plan: finishing.Plan, width: int, height: int) -> np.ndarray:
+        calls.append(plan.device.type)
+        if plan.device.type != "cpu":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return finishing.process_window(window, plan, width, height)
+
+    monkeypatch.setattr("daemon.cutout.process_window", process_window)
+    source = tmp_path / "astronaut.png"
+    Image.fromarray(photo("astronaut")).save(source)
+    alpha = cv2.resize((photo("astronaut")[..., 0] > 128).astype(np.float32), (64, 64))
+    profile = BUILTIN_PROFILES["portrait"].model_copy(update={"decontaminate": False, "save_mask": True})
+    meta = cutout.cut_out(
+        open_image(source, max_megapixels=10),
+        alpha,
+        tmp_path / "gpu" / "a.png",
+        profile,
+        device=torch.device("meta"),
+    )
+    cpu = cutout.cut_out(
+        open_image(source, max_megapixels=10),
+        alpha,
+        tmp_path / "cpu" / "a.png",
+        profile,
+        device=torch.device("cpu"),
+    )
+    assert calls[0] == "meta" and set(calls[1:]) == {"cpu"}
+    assert meta.output.read_bytes() == cpu.output.read_bytes()
+    assert meta.mask is not None and cpu.mask is not None
+    assert meta.mask.read_bytes() == cpu.mask.read_bytes()
+    assert sorted(p.name for p in (tmp_path / "gpu").iterdir()) == ["a.mask.png", "a.png"]
+
+
+def test_out_of_memory_on_the_cpu_is_not_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def process_window(window: Window, plan: finishing.Plan, width: int, height: int) -> np.ndarray:
+        raise torch.OutOfMemoryError("out of memory")
+
+    monkeypatch.setattr("daemon.cutout.process_window", process_window)
+    source = tmp_path / "a.png"
+    Image.fromarray(photo("coffee")).save(source)
+    with pytest.raises(torch.OutOfMemoryError):
+        cutout.cut_out(
+            open_image(source, max_megapixels=10),
+            np.ones((32, 32), np.float32),
+            tmp_path / "out" / "a.png",
+            BUILTIN_PROFILES["portrait"],
+            device=torch.device("cpu"),
+        )
+    assert list((tmp_path / "out").iterdir()) == []
