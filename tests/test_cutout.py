@@ -77,19 +77,11 @@ def test_accelerator_out_of_memory_while_refining_finishes_on_the_cpu(
     Image.fromarray(photo("astronaut")).save(source)
     alpha = cv2.resize((photo("astronaut")[..., 0] > 128).astype(np.float32), (64, 64))
     profile = BUILTIN_PROFILES["portrait"].model_copy(update={"decontaminate": False, "save_mask": True})
-    meta = cutout.cut_out(
-        open_image(source, max_megapixels=10),
-        alpha,
-        tmp_path / "gpu" / "a.png",
-        profile,
-        device=torch.device("meta"),
-    )
-    cpu = cutout.cut_out(
-        open_image(source, max_megapixels=10),
-        alpha,
-        tmp_path / "cpu" / "a.png",
-        profile,
-        device=torch.device("cpu"),
+    meta, cpu = (
+        cutout.cut_out(
+            open_image(source, max_megapixels=10), alpha, tmp_path / name / "a.png", profile, device=device
+        )
+        for name, device in (("gpu", torch.device("meta")), ("cpu", torch.device("cpu")))
     )
     assert calls[0] == "meta" and set(calls[1:]) == {"cpu"}
     assert meta.output.read_bytes() == cpu.output.read_bytes()
