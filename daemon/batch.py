@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TextIO
 
 from daemon.config import DEFAULT_EXCLUDES
 from daemon.errors import HotmatteError
 from daemon.outputs import mirrored_path
 from daemon.pipeline import Job, Outcome, Pipeline
+from daemon.watch import GlobFilter
+
+#: The daemon's built-in excludes, matched as the daemon matches them (ignoring case: THUMBS.DB).
+_EXCLUDED = GlobFilter(DEFAULT_EXCLUDES)
 
 
 def is_excluded(name: str) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in DEFAULT_EXCLUDES)
+    return _EXCLUDED(PurePath(name))
 
 
 def walk_inputs(inputs: Iterable[Path]) -> Iterator[tuple[Path, Path]]:
