@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from tests.conftest import SMALL_MODEL_SIZE, photo, run_hotmatte, save_jpeg
+
+
+def _process_with_web_profile(
+    config: Path, out: Path, source: Path, *options: str
+) -> subprocess.CompletedProcess[str]:
+    return run_hotmatte(
+        "process",
+        "--config",
+        config,
+        "--profile",
+        "web",
+        *options,
+        "--model-size",
+        SMALL_MODEL_SIZE,
+        "-o",
+        out,
+        source,
+    )
 
 
 def test_custom_webp_profile_writes_a_transparent_webp_and_refuses_what_webp_cannot_hold(
@@ -21,18 +40,7 @@ def test_custom_webp_profile_writes_a_transparent_webp_and_refuses_what_webp_can
     save_jpeg(tmp_path / "in" / "banner.jpg", np.full((16, 16_384, 3), 128, np.uint8))
     out = tmp_path / "out"
 
-    result = run_hotmatte(
-        "process",
-        "--config",
-        config,
-        "--profile",
-        "web",
-        "--model-size",
-        SMALL_MODEL_SIZE,
-        "-o",
-        out,
-        tmp_path / "in",
-    )
+    result = _process_with_web_profile(config, out, tmp_path / "in")
 
     assert result.returncode == 1, result.stderr
     assert "banner.jpg: UnsupportedInput: WEBP cannot hold 16384x16: at most 16383 px a side" in result.stderr
@@ -47,20 +55,7 @@ def test_custom_webp_profile_writes_a_transparent_webp_and_refuses_what_webp_can
 
     # The same profile as a PNG (lossless, written by the streaming PNG encoder) is the reference.
     png_out = tmp_path / "png"
-    result = run_hotmatte(
-        "process",
-        "--config",
-        config,
-        "--profile",
-        "web",
-        "--format",
-        "png",
-        "--model-size",
-        SMALL_MODEL_SIZE,
-        "-o",
-        png_out,
-        source,
-    )
+    result = _process_with_web_profile(config, png_out, source, "--format", "png")
     assert result.returncode == 0, result.stderr
     reference = np.asarray(Image.open(png_out / "astronaut.png"))
     np.testing.assert_array_equal(rgba[..., 3], reference[..., 3])  # alpha is exact
