@@ -76,13 +76,7 @@ def resize_rows(image: np.ndarray, width: int, height: int, y0: int, y1: int) ->
     Each output row depends only on its own coordinate, so bands stitch with no
     seam and equal a one-piece resize.
     """
-    rows = Axis.mapping(image.shape[0], height, y0, y1)
-    cols = Axis.mapping(image.shape[1], width)
-    extra = (None,) * (image.ndim - 2)
-    wy = rows.weight[(slice(None), None, *extra)]
-    vertical = image[rows.low] * (1.0 - wy) + image[rows.high] * wy
-    wx = cols.weight[(None, slice(None), *extra)]
-    return vertical[:, cols.low] * (1.0 - wx) + vertical[:, cols.high] * wx
+    return resize_block(image, width, height, range(y0, y1), range(width))
 
 
 def resize_block(image: np.ndarray, width: int, height: int, rows: range, columns: range) -> np.ndarray:
