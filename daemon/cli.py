@@ -10,9 +10,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
 
 from daemon.config import load_config
 from daemon.errors import ConfigError, WeightsError
+from daemon.io.writers import OutputFormat
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -31,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     process.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides the config's device")
     process.add_argument("--model-size", type=int, help="model input size, a multiple of 32 (default 1024)")
     process.add_argument(
-        "--format", choices=("png", "tiff", "jpeg", "webp"), help="output format (default: the profile's)"
+        "--format", choices=get_args(OutputFormat), help="output format (default: the profile's)"
     )
 
     run = commands.add_parser("run", help="run the watch-folder daemon")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from daemon.errors import ConfigError
+from daemon.io.writers import OutputFormat
 from daemon.profiles import (
     BUILTIN_PROFILES,
     Profile,
@@ -92,7 +93,7 @@ class Folder(_Model):
     min_age_seconds: Annotated[float, Field(ge=0)] = 1.0
     include: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
-    output_format: Literal["png", "tiff", "jpeg", "webp"] | None = None
+    output_format: OutputFormat | None = None
     on_success: Literal["keep", "move"] = "keep"
     done_dir: Path | None = None
     error_dir: Path | None = None

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from daemon.errors import ConfigError
-from daemon.io.writers import MAX_SIDE
+from daemon.io.writers import MAX_SIDE, OutputFormat
 
 REFERENCE_SIDE = 2048
 HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -37,7 +37,6 @@ ID_DPI = 300.0
 CANVAS = re.compile(r"^(none|square|[1-9][0-9]{0,5}x[1-9][0-9]{0,5})$")
 
 Length = Annotated[float, Field(ge=0, le=500)]
-OutputFormat = Literal["png", "tiff", "jpeg", "webp"]
 
 
 class _Knobs(BaseModel):

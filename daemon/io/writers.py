@@ -38,7 +38,7 @@ from daemon.io._colour import to_uint8
 from daemon.io._png import FILTERS, PngStream
 from daemon.io._types import OutputSpec
 
-OutputFormat = Literal["tiff", "png", "jpeg", "webp"]
+OutputFormat = Literal["png", "tiff", "jpeg", "webp"]
 TILE = 512
 BIGTIFF_ABOVE = 3_500_000_000
 TIFF_COMPRESSIONS = {"lzw": "lzw", "deflate": "adobe_deflate"}
