@@ -7,12 +7,22 @@ ConfigError           At start: print one line per problem, exit 2.
                       On SIGHUP: log it, keep running on the old config.
 WeightsError          Stop at once with one line naming ``hotmatte weights
                       fetch``. Never retried: nothing will fix itself.
+JournalUnusable       At start: one line naming the journal and the repair, exit 2
+                      (systemd does not restart: ``RestartPreventExitStatus=2``).
 InputError            Permanent for that file: the journal marks it failed, the
   UnsupportedInput    original is copied into the folder's ``error_dir`` with a
   CorruptInput        ``<name>.error.json`` beside it. Other files go on.
   TooLarge
   OutputCollision     (a.jpg and a.png would both write a.png: the later loses)
   NoFaceFound         (the id_photo profile found no face to frame)
+  SymlinkNotFollowed  (a link in a hot folder, or below an output, error,
+                      review or done root: nothing is read or written through it;
+                      recorded without copying anything)
+  NotARegularFile     (a FIFO, socket or device in a hot folder: never opened for
+                      a blocking read, recorded without copying anything)
+  DiedWhileProcessing (the daemon died twice in a row while this file was
+                      running: quarantined instead of retried, so one poisonous
+                      file cannot make a crash loop)
 TransientError        Retried with exponential backoff; the file stays pending.
   ShareUnavailable    The folder waits (logged once) until the share is back.
   DiskFull            Retried; nothing half-written is ever left visible.
@@ -69,6 +79,22 @@ class TooLarge(InputError):
 
 class NoFaceFound(InputError):
     """The ``id_photo`` profile found no face to frame the crop on."""
+
+
+class SymlinkNotFollowed(InputError):
+    """A symbolic link below a hot folder or an output root: never followed, read or written through."""
+
+
+class NotARegularFile(InputError):
+    """A FIFO, socket or device where a photo was expected: never read."""
+
+
+class DiedWhileProcessing(InputError):
+    """The daemon died while processing this file, twice in a row: quarantined, not retried."""
+
+
+class JournalUnusable(HotmatteError):
+    """The journal cannot be opened or written (corrupt, read-only); ``hotmatte run`` exits 2."""
 
 
 class TransientError(HotmatteError):
