@@ -6,13 +6,18 @@ import io
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 import pytest
 import skimage.data
 from PIL import Image, ImageCms
+
+if TYPE_CHECKING:
+    from tests.studio import Studio
 
 REPO = Path(__file__).resolve().parents[1]
 HOTMATTE = [sys.executable, "-m", "daemon.cli"]
@@ -33,8 +38,12 @@ def save_jpeg(path: Path, rgb: np.ndarray, **params: object) -> Path:
 
 
 def run_hotmatte(
-    *args: str | Path | int, env: dict[str, str] | None = None, timeout: float = 300
+    *args: str | Path | int,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    run_as: dict[str, Any] | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """``hotmatte ARGS`` as a real process; ``run_as``: extra ``Popen`` keywords (another user)."""
     return subprocess.run(
         [*HOTMATTE, *map(str, args)],
         cwd=REPO,
@@ -42,6 +51,7 @@ def run_hotmatte(
         capture_output=True,
         text=True,
         timeout=timeout,
+        **(run_as or {}),
     )
 
 
@@ -74,3 +84,11 @@ def farthest_island(alpha: np.ndarray) -> float:
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     distance = cv2.distanceTransform((labels != largest).astype(np.uint8), cv2.DIST_L2, 3)
     return max((float(distance[labels == k].min()) for k in range(1, count) if k != largest), default=0.0)
+
+
+@pytest.fixture
+def studio() -> Iterator[Studio]:
+    """A production-like studio: non-root service user, studio group, shared folders (tests/studio.py)."""
+    from tests.studio import make_studio
+
+    yield from make_studio()

@@ -54,7 +54,10 @@ def write_config(path: Path, folders: list[dict[str, Any]], **settings: Any) -> 
 class Daemon:
     """``hotmatte run --config CONFIG`` in a subprocess, its stdout parsed as JSON events."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: Path, env: dict[str, str] | None = None, run_as: dict[str, Any] | None = None
+    ) -> None:
+        """``run_as``: extra ``Popen`` keywords, e.g. :meth:`tests.studio.Studio.run_as` (service user)."""
         self.proc = subprocess.Popen(
             [*HOTMATTE, "run", "--config", str(config)],
             cwd=REPO,
@@ -62,6 +65,7 @@ class Daemon:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            **(run_as or {}),
         )
         self.events: list[Event] = []
         self.stderr: list[str] = []
