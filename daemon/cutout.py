@@ -11,6 +11,7 @@ coarse foreground colours, the confidence) are made first on low-resolution data
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 from daemon import masks
 from daemon.bands import resize_rows, windows
 from daemon.confidence import confidence
+from daemon.errors import DeviceOutOfMemory
 from daemon.finishing import (
     Plan,
     compose_output,
@@ -33,9 +35,10 @@ from daemon.finishing import (
 from daemon.framing import Reframer
 from daemon.io._types import ImageReader
 from daemon.io.writers import OutputFormat, open_writer
-from daemon.matting.engine import choose_device
+from daemon.matting.engine import MattingEngine, choose_device
 from daemon.outputs import write_atomically
 from daemon.profiles import BUILTIN_PROFILES, ID_DPI, Profile
+from daemon.refine.crops import DetailMap, compute_detail
 
 BAND_ROWS = 512
 FORMAT_BY_SUFFIX: dict[str, OutputFormat] = {
@@ -57,6 +60,10 @@ class CutoutResult:
     confidence: float
     review: bool
     mask: Path | None = None
+    #: Seconds the crop pass took (its own stage in the timings); None when it did not run.
+    detail_seconds: float | None = None
+    #: Crops run and rejected; (0, 0) when the crop pass did not run.
+    crops: tuple[int, int] = (0, 0)
 
 
 def upsample_alpha_band(alpha: np.ndarray, width: int, height: int, y0: int, y1: int) -> np.ndarray:
@@ -94,11 +101,13 @@ def cut_out(
     band_rows: int = BAND_ROWS,
     device: torch.device | None = None,
     proxy: np.ndarray | None = None,
+    engine: MattingEngine | None = None,
 ) -> CutoutResult:
     """Write the cut-out of ``reader`` for the model's ``alpha`` with ``profile``, atomically.
 
     The result goes to ``review_destination`` instead when its confidence is below ``review_below``.
     ``proxy`` is the model's input image, if the caller still has it (spares finishing a decode).
+    ``engine`` runs the crop pass of a profile with ``detail: crops`` (without one, none runs).
     """
     alpha = clean_model_alpha(alpha, profile)
     score = confidence(alpha)
@@ -108,8 +117,13 @@ def cut_out(
         return CutoutResult(_write_raw(reader, alpha, target, band_rows), score, review)
     device = device or choose_device("auto")
     mask = mask_path_for(target) if profile.save_mask else None
+    started = time.perf_counter()
+    detail = _detail(engine, reader, alpha, profile, target)
+    seconds = time.perf_counter() - started if engine is not None and profile.detail == "crops" else None
+    crops = (detail.stats.chosen, detail.stats.rejected) if detail is not None else (0, 0)
     try:
-        _finish(reader, alpha, target, mask, plan_finish(reader, alpha, profile, band_rows, device, proxy))
+        plan = plan_finish(reader, alpha, profile, band_rows, device, proxy, detail)
+        _finish(reader, alpha, target, mask, plan)
     except torch.OutOfMemoryError:
         if device.type == "cpu":
             raise
@@ -120,8 +134,31 @@ def cut_out(
         if device.type == "cuda":
             torch.cuda.empty_cache()
         cpu = torch.device("cpu")
-        _finish(reader, alpha, target, mask, plan_finish(reader, alpha, profile, band_rows, cpu, proxy))
-    return CutoutResult(target, score, review, mask)
+        plan = plan_finish(reader, alpha, profile, band_rows, cpu, proxy, detail)
+        _finish(reader, alpha, target, mask, plan)
+    return CutoutResult(target, score, review, mask, seconds, crops)
+
+
+def _detail(
+    engine: MattingEngine | None, reader: ImageReader, alpha: np.ndarray, profile: Profile, target: Path
+) -> DetailMap | None:
+    """The crop pass for ``profile`` (``None`` when it has none, or the accelerator has no room for it)."""
+    if engine is None or profile.detail != "crops":
+        return None
+    try:
+        return compute_detail(
+            engine.predict_crops,
+            reader,
+            alpha,
+            crop=profile.detail_crop,
+            overlap=profile.detail_overlap,
+            budget=profile.detail_budget,
+            model=engine.size,
+        )
+    except DeviceOutOfMemory as exc:
+        # Even one crop at a time did not fit beside the other work: the global α alone is a good cut.
+        log.warning("detail_skipped", output=str(target), reason=str(exc))
+        return None
 
 
 def _finish(reader: ImageReader, alpha: np.ndarray, target: Path, mask: Path | None, plan: Plan) -> None:

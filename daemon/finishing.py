@@ -23,6 +23,7 @@ from daemon.io._types import ImageReader
 from daemon.io.raster import shrink_to
 from daemon.matting.engine import choose_device
 from daemon.profiles import Profile, background_kind, background_path, background_rgb, pixel_scale
+from daemon.refine.crops import DetailMap
 from daemon.refine.edges import EdgeRefiner
 from daemon.refine.foreground import FULL_RES_ITERATIONS, estimate_multilevel, keep_opaque_colours, sweep
 from daemon.refine.guided import MAX_STEP, align, scaled
@@ -63,6 +64,7 @@ class Plan:
     background: np.ndarray | None  # RGB [0, 1]: a 3-vector for a colour, H×W×3 for an image
     exact_colours: bool
     device: torch.device
+    detail: DetailMap | None = None  # the crops' edge detail, added to the upsampled α first
 
     @property
     def channels(self) -> int:
@@ -137,10 +139,12 @@ def plan_finish(
     band_rows: int,
     device: torch.device | None = None,
     proxy: np.ndarray | None = None,
+    detail: DetailMap | None = None,
 ) -> Plan:
     """Every whole-image decision; refinement runs on ``device`` (the model's; ``None``: auto).
 
-    ``proxy``, the model's input image if still at hand, spares decoding a working copy.
+    ``proxy``, the model's input image if still at hand, spares decoding a working copy;
+    ``detail``, the crop pass's result for ``alpha`` (:mod:`daemon.refine.crops`), if any.
     """
     if band_rows % MAX_STEP:
         raise ValueError(f"band rows must be a multiple of {MAX_STEP}")
@@ -176,12 +180,15 @@ def plan_finish(
         _load_background(profile),
         exact,
         device,
+        detail,
     )
 
 
 def window_alpha(window: Window, plan: Plan, width: int, height: int, rgb: torch.Tensor | None) -> np.ndarray:
     """Final α over the whole window: upsampled, refined, thresholded, eroded, feathered."""
     alpha = resize_rows(plan.alpha, width, height, window.top, window.bottom).astype(np.float32)
+    if plan.detail is not None:
+        alpha = plan.detail.apply(alpha, window.top, width)
     if plan.guided is not None and rgb is not None:
         alpha = plan.guided(rgb, torch.from_numpy(alpha).to(plan.device)).cpu().numpy()
     alpha = masks.apply_threshold(alpha, plan.profile.alpha_threshold)

@@ -34,7 +34,8 @@ from daemon.threads import cpu_count, model_threads_for, single_threaded_opencv,
 #: Bumped whenever the same input would give a different output; part of the journal fingerprint.
 #: 2: the model's input is built from a smaller proxy (see :func:`proxy_side`).
 #: 3: guided refinement only in the model's uncertain band; crops never read outside their box.
-PIPELINE_VERSION = "3"
+#: 4: edge detail from a second model pass on crops along the edge (``detail: crops``).
+PIPELINE_VERSION = "4"
 #: The proxy's longer side is capped at this many model sizes, whatever the aspect ratio.
 MAX_PROXY_FACTOR = 4
 #: Set by the benchmark: `hotmatte process` writes its stage report (JSON) here when it stops.
@@ -111,7 +112,9 @@ class Pipeline:
         self.engine = engine
         #: torch intra-op threads for the model thread (None: leave torch's setting alone).
         self.model_threads = model_threads
-        self.clock = StageClock({"decode": decode_workers, "model": 1, "finish": finish_workers})
+        self.clock = StageClock(
+            {"decode": decode_workers, "model": 1, "detail": finish_workers, "finish": finish_workers}
+        )
         self.profiles = dict(profiles or {})
         self.on_outcome = on_outcome
         self.batch_size = batch_size
@@ -312,11 +315,17 @@ class Pipeline:
                     review_destination=job.review_destination,
                     device=self.engine.device,
                     proxy=item.proxy,
+                    engine=self.engine,
                 )
             except Exception as exc:
                 self._deliver(item, None, exc)
                 continue
-            item.timings["finish"] = elapsed = time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            if result.detail_seconds is not None:  # the crop pass, run here, is its own stage
+                item.timings["detail"] = result.detail_seconds
+                self.clock.record("detail", result.detail_seconds)
+                elapsed -= result.detail_seconds
+            item.timings["finish"] = elapsed
             self.clock.record("finish", elapsed)
             self._deliver(item, result.output, None, result.confidence, result.review)
 

@@ -62,6 +62,11 @@ class Profile(_Knobs):
     refine: Literal["none", "guided"] = "none"
     refine_radius: Annotated[float, Field(gt=0, le=200)] = 8.0
     refine_eps: Annotated[float, Field(gt=0, le=1)] = 1e-4
+    #: crops: a second model pass on crops along the uncertain edge (daemon/refine/crops.py).
+    detail: Literal["none", "crops"] = "none"
+    detail_crop: Annotated[int, Field(ge=256, le=16384)] = 2048  # source px; larger when over budget
+    detail_overlap: Annotated[float, Field(ge=0, le=0.75)] = 0.5
+    detail_budget: Annotated[int, Field(ge=1, le=256)] = 16  # most crops per image
     decontaminate: bool = False
     background: str = "transparent"
     output_format: OutputFormat = "png"
@@ -134,6 +139,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
     "raw": Profile(name="raw"),
     "portrait": Profile(
         name="portrait",
+        detail="crops",
         refine="guided",
         refine_radius=8.0,
         refine_eps=1e-4,
@@ -141,6 +147,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
     ),
     "product": Profile(
         name="product",
+        detail="crops",
         background="white",
         alpha_threshold=8,
         refine="guided",
@@ -153,6 +160,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
     ),
     "id_photo": Profile(
         name="id_photo",
+        detail="crops",
         background="white",
         refine="guided",
         decontaminate=True,
@@ -165,6 +173,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
     ),
     "complex_background": Profile(
         name="complex_background",
+        detail="crops",
         alpha_threshold=40,
         keep_largest_subject=True,
         fill_holes=True,

@@ -20,8 +20,13 @@ from pathlib import Path
 
 from daemon.outputs import write_text_atomically
 
-#: Stage names in pipeline order.
+#: Stage names in pipeline order: every file goes through these.
 STAGES = ("decode", "model", "finish")
+#: Stages only some files go through (the crop pass of ``detail: crops`` profiles, run by the
+#: finish workers before finishing), reported once a file went through them.
+OPTIONAL_STAGES = ("detail",)
+#: Where each stage is listed: pipeline order.
+ORDER = ("decode", "model", "detail", "finish")
 RECENT = 50
 
 
@@ -85,9 +90,9 @@ class StageClock:
         self._workers = dict(workers)
         self._lock = threading.Lock()
         self._started = time.monotonic()
-        self._files = dict.fromkeys(STAGES, 0)
-        self._busy = dict.fromkeys(STAGES, 0.0)
-        self._recent: dict[str, deque[float]] = {stage: deque(maxlen=RECENT) for stage in STAGES}
+        self._files = dict.fromkeys(ORDER, 0)
+        self._busy = dict.fromkeys(ORDER, 0.0)
+        self._recent: dict[str, deque[float]] = {stage: deque(maxlen=RECENT) for stage in ORDER}
 
     def restart(self) -> None:
         with self._lock:
@@ -105,7 +110,8 @@ class StageClock:
         queued = queued or {}
         with self._lock:
             elapsed = max(time.monotonic() - self._started, 1e-9)
-            return StageReport(elapsed, tuple(self._snapshot(stage, elapsed, queued) for stage in STAGES))
+            shown = [stage for stage in ORDER if stage in STAGES or self._files[stage]]
+            return StageReport(elapsed, tuple(self._snapshot(stage, elapsed, queued) for stage in shown))
 
     def _snapshot(self, stage: str, elapsed: float, queued: Mapping[str, int]) -> StageSnapshot:
         files, recent = self._files[stage], self._recent[stage]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -13,6 +14,8 @@ from daemon.config import parse_config
 from daemon.cutout import cut_out, mask_path_for
 from daemon.errors import ConfigError
 from daemon.io.detect import open_image
+from daemon.matting.engine import load_engine, prepare
+from daemon.pipeline import STAGE_REPORT_ENV
 from daemon.profiles import BUILTIN_PROFILES, build_profile
 from tests.conftest import SMALL_MODEL_SIZE, farthest_island, photo, run_hotmatte, save_jpeg
 
@@ -245,3 +248,65 @@ def test_finishing_reuses_the_models_proxy_instead_of_decoding_again(tmp_path: P
     np.testing.assert_array_equal(
         np.asarray(Image.open(given.output)), np.asarray(Image.open(decoded.output))
     )
+
+
+# -- edge detail from crops (detail: crops) ---------------------------------------------------
+
+
+def _large_photo(tmp_path: Path) -> Path:
+    """A photo large enough that the 256-px test model gets crops (1200×800: 256-px crops, 1:1)."""
+    image = cv2.resize(photo("coffee"), (1200, 800), interpolation=cv2.INTER_CUBIC)
+    return save_jpeg(tmp_path / "in" / "coffee.jpg", image)
+
+
+def test_detail_crops_run_through_process_as_their_own_stage(tmp_path: Path) -> None:
+    source = _large_photo(tmp_path)
+    config = tmp_path / "config.yaml"
+    config.write_text("profiles:\n  flat:\n    extends: portrait\n    detail: none\n")
+    report = tmp_path / "stages.json"
+    crops = run_hotmatte(
+        "process", "--model-size", SMALL_MODEL_SIZE, "--profile", "portrait",
+        "-o", tmp_path / "crops", source, env={STAGE_REPORT_ENV: str(report)},
+    )  # fmt: skip
+    assert crops.returncode == 0, crops.stderr
+    stages = {s["name"]: s["files"] for s in json.loads(report.read_text())["stages"]}
+    assert stages == {"decode": 1, "model": 1, "detail": 1, "finish": 1}
+    flat = run_hotmatte(
+        "process", "--model-size", SMALL_MODEL_SIZE, "--config", config, "--profile", "flat",
+        "-o", tmp_path / "flat", source, env={STAGE_REPORT_ENV: str(report)},
+    )  # fmt: skip
+    assert flat.returncode == 0, flat.stderr
+    assert "detail" not in {s["name"] for s in json.loads(report.read_text())["stages"]}
+    with_crops, without = (
+        np.asarray(Image.open(tmp_path / name / "coffee.png"))[..., 3].astype(int)
+        for name in ("crops", "flat")
+    )
+    changed = with_crops != without
+    assert changed.mean() > 0.001  # the crops added detail
+    # ... along the edge only: the subject/background decision is the global pass's.
+    assert ((with_crops > 127) != (without > 127)).mean() < 0.01
+
+
+def test_detail_crops_bands_equal_one_piece_with_the_real_model(tmp_path: Path, weights_dir: Path) -> None:
+    source = _large_photo(tmp_path)
+    engine = load_engine(weights_dir, device="cpu", size=SMALL_MODEL_SIZE, precision="fp32")
+    reader = open_image(source, max_megapixels=10)
+    alpha = engine.predict([prepare(reader.proxy(1024), SMALL_MODEL_SIZE)])[0]
+    profile = BUILTIN_PROFILES["portrait"].model_copy(update={"save_mask": True})
+    banded = cut_out(reader, alpha, tmp_path / "banded.png", profile, band_rows=64, engine=engine)
+    whole = cut_out(reader, alpha, tmp_path / "whole.png", profile, band_rows=1024, engine=engine)
+    assert banded.crops[0] > 1 and banded.crops == whole.crops
+    for a, b in ((banded.output, whole.output), (mask_path_for(banded.output), mask_path_for(whole.output))):
+        np.testing.assert_array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+
+
+def test_detail_knobs_are_validated_and_raw_has_no_crops() -> None:
+    assert BUILTIN_PROFILES["raw"].detail == "none" and BUILTIN_PROFILES["raw"].is_raw
+    for name in ("portrait", "product", "id_photo", "complex_background"):
+        assert BUILTIN_PROFILES[name].detail == "crops"
+    with pytest.raises(ConfigError, match=r"profiles\.t\.detail"):
+        build_profile("t", {"extends": "portrait", "detail": "tiles"})
+    with pytest.raises(ConfigError, match=r"profiles\.t\.detail_budget"):
+        build_profile("t", {"extends": "portrait", "detail_budget": 0})
+    with pytest.raises(ConfigError, match=r"profiles\.t\.detail_overlap"):
+        build_profile("t", {"extends": "portrait", "detail_overlap": 0.9})

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -52,12 +53,13 @@ def prepare(rgb: np.ndarray, size: int) -> np.ndarray:
 
 @dataclass
 class MattingEngine:
-    """One model instance on one device. Not thread-safe: the pipeline calls it from one thread."""
+    """One model instance on one device; calls are serialised (the model and detail stages share it)."""
 
     model: torch.nn.Module
     device: torch.device
     precision: Precision
     size: int
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         if self.precision == "bf16":
@@ -79,12 +81,30 @@ class MattingEngine:
     def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """α (float32, ``size``×``size``, in [0, 1]) for each prepared RGB ``uint8`` image."""
         try:
-            with self._autocast():
+            with self._lock, self._autocast():
                 alpha = self.model(self._to_input(images))
         except torch.OutOfMemoryError as exc:
             raise DeviceOutOfMemory(f"out of memory on {self.device} for a batch of {len(images)}") from exc
         result = alpha.float().clamp_(0.0, 1.0).squeeze(1).cpu().numpy()
         return list(result)
+
+    def predict_crops(self, crops: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """α for many ``size``² crops: batched as :meth:`auto_batch_size` allows, one at a time on OOM.
+
+        The lock is taken per batch, so the global pass of the next file is not held up for long.
+        """
+        batch = self.auto_batch_size()
+        result: list[np.ndarray] = []
+        for start in range(0, len(crops), batch):
+            chunk = crops[start : start + batch]
+            try:
+                result += self.predict(chunk)
+            except DeviceOutOfMemory:
+                if len(chunk) == 1:
+                    raise
+                for crop in chunk:
+                    result += self.predict([crop])
+        return result
 
     def auto_batch_size(self) -> int:
         """1 on the CPU (batching does not pay there); on CUDA what half the free memory holds."""

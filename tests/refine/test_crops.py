@@ -1,0 +1,192 @@
+"""The crop pass's fusion on drawn scenes whose right answer is known, and its crop reading and choice.
+
+Crop outputs are drawn here (what a crop of the model would say); the code under test is
+the choice of crops, the reading of their pixels and the fusion, never the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+
+from daemon.io._types import ImageInfo
+from daemon.refine.crops import (
+    SURE_SUBJECT,
+    CropBox,
+    DetailMap,
+    choose_crops,
+    fuse_crops,
+    read_crops,
+)
+
+MODEL = 64
+
+
+def _disk(width: int, height: int, radius: float) -> np.ndarray:
+    """A disk's exact-ish α (anti-aliased edge) at full resolution."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    distance = np.hypot(xx - width / 2, yy - height / 2)
+    return np.clip(radius - distance + 0.5, 0.0, 1.0)
+
+
+def _global(truth: np.ndarray, grid: int) -> np.ndarray:
+    """What the global pass sees: the truth on a coarse grid, blurred by its stride-2 first layer."""
+    small = cv2.resize(truth, (grid, grid), interpolation=cv2.INTER_AREA)
+    return cv2.GaussianBlur(small, (0, 0), 1.0)
+
+
+def _crops_of(image: np.ndarray, boxes: list[CropBox]) -> list[np.ndarray]:
+    """Each box of a full-resolution α, box-averaged to the model's size: a crop that sees perfectly."""
+    return [
+        cv2.resize(
+            image[b.y0 : b.y0 + b.size, b.x0 : b.x0 + b.size],
+            (b.model, b.model),
+            interpolation=cv2.INTER_AREA,
+        )
+        for b in boxes
+    ]
+
+
+def _upsampled(alpha: np.ndarray, width: int, height: int) -> np.ndarray:
+    return cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _fused(detail: DetailMap | None, alpha: np.ndarray, width: int, height: int) -> np.ndarray:
+    full = _upsampled(alpha, width, height)
+    return full if detail is None else detail.apply(full, 0, width)
+
+
+class _Reader:
+    """An image reader over an array (the real readers are tested in tests/io)."""
+
+    def __init__(self, pixels: np.ndarray, rows: int = 37) -> None:
+        height, width = pixels.shape[:2]
+        bits = 16 if pixels.dtype == np.uint16 else 8
+        self.info = ImageInfo("test", width, height, pixels.shape[2], bits, "rgb", False)
+        self.pixels, self.rows = pixels, rows
+
+    def bands(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        for y in range(0, self.pixels.shape[0], self.rows):
+            yield y, self.pixels[y : y + self.rows]
+
+
+def test_a_crop_that_calls_the_subject_background_cannot_remove_it() -> None:
+    width = height = 512
+    truth = _disk(width, height, 150)
+    alpha = _global(truth, 32)
+    boxes = choose_crops(alpha, width, height, MODEL, 2 * MODEL, 0.5, 64)
+    assert boxes
+    # Context loss: every crop resolves the edge but calls the subject's inside background.
+    lost = [np.zeros((MODEL, MODEL), np.float32) for _ in boxes]
+    fused = _fused(fuse_crops(alpha, boxes, lost, width, height), alpha, width, height)
+    before = _upsampled(alpha, width, height)
+    assert np.array_equal(fused[before >= SURE_SUBJECT], before[before >= SURE_SUBJECT])
+    assert np.array_equal(fused > 0.5, before > 0.5)
+    assert np.abs(fused - before).max() < 0.1  # the ramp's shape may move a little, never the subject
+
+
+def test_strands_a_crop_resolves_reach_the_alpha_where_crop_and_global_agree() -> None:
+    width = height = 512
+    truth = _disk(width, height, 140)
+    for angle in np.linspace(-2.6, -0.5, 12):  # thin strands leaving the top of the disk
+        end = (int(256 + 230 * np.cos(angle)), int(256 + 230 * np.sin(angle)))
+        start = (int(256 + 130 * np.cos(angle)), int(256 + 130 * np.sin(angle)))
+        drawn = np.zeros_like(truth)
+        cv2.line(drawn, start, end, 1.0, 2, cv2.LINE_AA)
+        truth = np.maximum(truth, drawn)
+    alpha = _global(truth, 32)
+    boxes = choose_crops(alpha, width, height, MODEL, MODEL, 0.5, 256)
+    fused = _fused(fuse_crops(alpha, boxes, _crops_of(truth, boxes), width, height), alpha, width, height)
+    before = _upsampled(alpha, width, height)
+    edge = cv2.dilate(truth, np.ones((9, 9))) != cv2.erode(truth, np.ones((9, 9)))
+    mse_before = ((before - truth) ** 2)[edge].mean()
+    mse_after = ((fused - truth) ** 2)[edge].mean()
+    assert mse_after < 0.65 * mse_before, (mse_before, mse_after)
+
+
+def test_a_crop_that_sees_background_texture_is_rejected() -> None:
+    width = height = 512
+    truth = _disk(width, height, 150)
+    alpha = _global(truth, 32)
+    boxes = choose_crops(alpha, width, height, MODEL, 2 * MODEL, 0.5, 64)
+    seen = _crops_of(truth, boxes)
+    bricks = np.zeros((MODEL, MODEL), np.float32)
+    bricks[::8, :] = 0.6  # mortar lines the crop calls subject, over the confident background
+    textured = [np.maximum(c, bricks) for c in seen]
+    detail = fuse_crops(alpha, boxes, textured, width, height)
+    corner_crops = [b for b in boxes if b.x0 == 0 and b.y0 == 0]
+    assert corner_crops, "a crop covering the corner's confident background"
+    assert detail is None or detail.stats.rejected >= len(corner_crops)
+    fused = _fused(detail, alpha, width, height)
+    # Beyond the dilated band (4 grid samples of 16 px) nothing changes whatever the crops say.
+    sure_background = (_upsampled(alpha, width, height) <= 0.02).astype(np.uint8)
+    background = cv2.erode(sure_background, np.ones((129, 129), np.uint8)).astype(bool)
+    assert background.sum() > 10_000
+    assert np.array_equal(fused[background], _upsampled(alpha, width, height)[background])
+    clean = fuse_crops(alpha, boxes, seen, width, height)
+    assert clean is not None and clean.stats.rejected == 0
+
+
+def test_no_seams_across_overlapping_crops_that_disagree() -> None:
+    width = height = 320
+    alpha = np.full((20, 20), 0.5, np.float32)  # unsure everywhere: every crop is chosen
+    boxes = choose_crops(alpha, width, height, MODEL, MODEL, 0.5, 256)
+    assert len(boxes) > 50
+    xs = np.arange(MODEL, dtype=np.float32)
+    outputs = []
+    for i, box in enumerate(boxes):
+        stripes = 0.1 * np.sin(2 * np.pi * (box.x0 + xs) / 4)[None, :].repeat(MODEL, 0)
+        outputs.append(0.5 + (0.5 if i % 2 else 1.5) * stripes)  # neighbours disagree on the strength
+    fused = _fused(fuse_crops(alpha, boxes, outputs, width, height), alpha, width, height)
+    # The stripes' local strength, per column: a hard-edged crop would jump by 0.1 at its border.
+    strength = np.abs(fused - 0.5)[100:220].max(axis=0)
+    envelope = np.maximum.reduceat(strength, np.arange(0, width, 4))
+    assert np.abs(np.diff(envelope[4:-4])).max() < 0.03
+
+
+def test_band_wise_equals_one_piece() -> None:
+    width, height = 448, 384
+    truth = _disk(width, height, 120)
+    alpha = _global(truth, 32)
+    boxes = choose_crops(alpha, width, height, MODEL, MODEL, 0.5, 256)
+    detail = fuse_crops(alpha, boxes, _crops_of(truth, boxes), width, height)
+    assert detail is not None
+    full = _upsampled(alpha, width, height)
+    one_piece = detail.apply(full, 0, width)
+    bands = [detail.apply(full[y : y + 50], y, width) for y in range(0, height, 50)]
+    np.testing.assert_array_equal(np.vstack(bands), one_piece)
+
+
+def test_crop_pixels_are_box_averaged_from_the_bands_at_any_depth() -> None:
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 65536, (300, 260, 4), dtype=np.uint16)
+    box = CropBox(x0=6, y0=40, factor=3, model=80)
+    (crop,) = read_crops(_Reader(image), [box])  # type: ignore[arg-type]
+    expected = cv2.resize(
+        image[40:280, 6:246, :3].astype(np.float32) / 257.0, (80, 80), interpolation=cv2.INTER_AREA
+    )
+    assert crop.dtype == np.uint8 and crop.shape == (80, 80, 3)
+    assert np.abs(crop.astype(np.float32) - expected).max() <= 0.51
+    eight = (image >> 8).astype(np.uint8)
+    (crop8,) = read_crops(_Reader(eight, rows=512), [box])  # type: ignore[arg-type]
+    block = eight[40:280, 6:246, :3].astype(np.float32)
+    expected8 = cv2.resize(block, (80, 80), interpolation=cv2.INTER_AREA)
+    assert np.abs(crop8.astype(np.float32) - expected8).max() <= 0.51
+
+
+def test_crops_follow_the_band_and_grow_to_stay_within_the_budget() -> None:
+    width, height = 4096, 3072
+    truth = _disk(256, 192, 60)
+    alpha = _global(truth, 256)
+    few = choose_crops(alpha, width, height, MODEL, MODEL, 0.5, 8)
+    many = choose_crops(alpha, width, height, MODEL, MODEL, 0.5, 10_000)
+    assert 0 < len(few) <= 8 and few[0].factor > 1
+    assert len(many) > 8 and many[0].factor == 1
+    band = (alpha > 0.02) & (alpha < 0.98)
+    for box in many:  # every crop reaches the band
+        gy0, gx0 = box.y0 * 256 // height, box.x0 * 256 // width
+        gy1, gx1 = -(-(box.y0 + box.size) * 256 // height), -(-(box.x0 + box.size) * 256 // width)
+        assert band[max(0, gy0 - 3) : gy1 + 3, max(0, gx0 - 3) : gx1 + 3].any()
+    assert choose_crops(np.zeros((256, 256), np.float32), width, height, MODEL, MODEL, 0.5, 8) == []
