@@ -42,7 +42,7 @@ TRIMAP_BAND = 10
 @dataclass(frozen=True)
 class Scene:
     name: str
-    kind: Literal["synthetic", "real"]
+    kind: Literal["synthetic", "real", "large"]
     fg: np.ndarray  # H×W×3 float32 in [0, 1]
     alpha: np.ndarray  # H×W float32 in [0, 1]
     background: np.ndarray  # H×W×3 float32
@@ -62,19 +62,25 @@ def background(index: int, width: int, height: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255.0
 
 
-def _body(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+def _body(rng: np.random.Generator, w: int, h: int, defocus: float = 2.0 * SUPER) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     angle = np.arctan2(yy - h * 0.55, xx - w * 0.5)
     radius = np.hypot((yy - h * 0.55) / (h * 0.32), (xx - w * 0.5) / (w * 0.22))
     wobble = 1 + sum(rng.uniform(-0.06, 0.06) * np.cos(k * angle + rng.uniform(0, 6)) for k in range(2, 6))
     sharp = (radius < wobble).astype(np.float32)
     # The lower part is out of focus, as in a portrait shot wide open: a soft edge a few px wide.
-    defocused = cv2.GaussianBlur(sharp, (0, 0), 2.0 * SUPER)
+    defocused = cv2.GaussianBlur(sharp, (0, 0), defocus)
     lower = np.clip((yy / h - 0.55) / 0.2, 0, 1)
     return (1 - lower) * sharp + lower * defocused
 
 
-def _strands(rng: np.random.Generator, body: np.ndarray, count: int) -> np.ndarray:
+def _strands(
+    rng: np.random.Generator,
+    body: np.ndarray,
+    count: int,
+    step: float = 6.0,
+    widths: tuple[int, int] = (2, 5),
+) -> np.ndarray:
     h, w = body.shape
     canvas = np.zeros((h, w), np.uint8)
     solid = (body > 0.5).astype(np.uint8)
@@ -87,9 +93,9 @@ def _strands(rng: np.random.Generator, body: np.ndarray, count: int) -> np.ndarr
         for _ in range(int(rng.uniform(20, 50))):
             points.append((x, y))
             direction += rng.normal(0, 0.08)
-            x += 6 * np.cos(direction)
-            y += 6 * np.sin(direction)
-        thickness = int(rng.integers(2, 5))
+            x += step * np.cos(direction)
+            y += step * np.sin(direction)
+        thickness = int(rng.integers(*widths))
         cv2.polylines(canvas, [np.array(points, np.int32)], False, 255, thickness, cv2.LINE_AA)
     return canvas.astype(np.float32) / 255.0
 
@@ -156,3 +162,58 @@ def real_scenes(name: str, model_alpha: np.ndarray, backgrounds: tuple[int, ...]
         Scene(f"{name}-on-{BACKGROUNDS[b % len(BACKGROUNDS)][0]}", "real", fg, alpha, background(b, w, h))
         for b in backgrounds
     ]
+
+
+#: Backdrops of the large scenes: what exposed the crop pass's failure modes in the prototype.
+LARGE_BACKDROPS = ("studio", "busy", "salient")
+LARGE_SIZE = (4000, 3000)  # 12 MP
+
+
+def large_backdrop(kind: str, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """``studio``: a smooth lit paper roll; ``busy``: brick texture at full detail; ``salient``: a
+    photo with its own subject (Chelsea the cat), which a crop without context may call subject."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    if kind == "studio":
+        light = 0.75 - 0.25 * np.hypot((xx - 0.4 * width) / width, (yy - 0.3 * height) / height)
+        grey = np.dstack([light * 0.92, light * 0.95, light])
+        return np.clip(grey + rng.normal(0, 0.004, grey.shape), 0, 1).astype(np.float32)
+    if kind == "busy":
+        brick = skimage.data.brick().astype(np.float32) / 255.0
+        tile = cv2.resize(brick, (brick.shape[1] * 2, brick.shape[0] * 2), interpolation=cv2.INTER_CUBIC)
+        reps = (-(-height // tile.shape[0]), -(-width // tile.shape[1]))
+        texture = np.tile(tile, reps)[:height, :width]
+        tint = np.array([0.75, 0.45, 0.35], np.float32)
+        return np.clip(texture[..., None] * tint * 1.4, 0, 1).astype(np.float32)
+    if kind == "salient":
+        photo = skimage.data.chelsea()
+        return cv2.resize(photo, (width, height), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255.0
+    raise ValueError(kind)
+
+
+def large_scene(seed: int, backdrop: str, size: tuple[int, int] = LARGE_SIZE) -> Scene:
+    """A subject with a hair cap, strands and a 50 % veil at ``size`` (≥ 12 MP), exact α.
+
+    Drawn at the output size with anti-aliased lines (no supersampling: 16× the pixels would
+    not fit), so α is exact by construction: the photo is α·F + (1 − α)·B with this very α.
+    """
+    rng = np.random.default_rng(seed)
+    width, height = size
+    scale = width / SYNTHETIC_SIZE[0]
+    body = _body(rng, width, height, defocus=2.0 * scale)
+    # The hair cap: dense strands over the head's top, many leaving the body as fly-aways.
+    strands = _strands(rng, body, 300, step=6.0 * scale, widths=(2, 4))
+    veil = np.zeros((height, width), np.uint8)
+    cv2.ellipse(veil, (int(width * 0.72), int(height * 0.75)), (width // 9, height // 7), 20, 0, 360, 1, -1)
+    alpha = np.maximum(np.maximum(body, strands), 0.5 * veil).astype(np.float32)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.array(rng.uniform([0.6, 0.3, 0.1], [0.95, 0.6, 0.35]), np.float32)
+    period = rng.uniform(9, 20, 2) * scale
+    texture = 0.08 * np.sin(xx / period[0])[..., None] * np.cos(yy / period[1])[..., None]
+    fg = np.clip(base + texture + rng.normal(0, 0.02, (height, width, 3)), 0, 1).astype(np.float32)
+    hair = strands > 0.02
+    fg[hair] = (0.35, 0.2, 0.1)  # the cap and its strands share the hair colour
+    del texture, yy, xx
+    outside = body < 0.5
+    parts = _parts(veil, hair & outside)
+    backdrop_rgb = large_backdrop(backdrop, width, height, rng)
+    return Scene(f"{backdrop}-{seed}", "large", fg, alpha, backdrop_rgb, parts)

@@ -6,18 +6,21 @@ Every picture is ``input | output`` from the real model at 1024 and the real fin
 code (:func:`daemon.cutout.cut_out`, what ``hotmatte process`` runs). Transparent outputs
 are shown on a light checkerboard. The halo picture puts the astronaut, matted offline
 (:mod:`_scenes`), on a dark starfield and compares ``raw`` and ``portrait`` on white,
-zoomed into the hair, where old-background spill shows.
+zoomed into the hair, where old-background spill shows. The detail picture cuts a 24 MP
+synthetic subject (:func:`_scenes.large_scene`, studio backdrop) with ``portrait`` without and
+with the crop pass, and shows a hair edge at 100 % (``--detail-only`` makes just that one).
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import skimage.data
-from _scenes import background, closed_form_truth
+from _scenes import background, closed_form_truth, large_scene
 from PIL import Image
 from quality import model_alpha
 
@@ -58,7 +61,7 @@ def strip(*images: np.ndarray) -> np.ndarray:
 
 def cut(engine: MattingEngine, source: Path, profile: Profile, out: Path) -> Path:
     alpha = model_alpha(engine, source)
-    return cut_out(open_image(source, max_megapixels=50), alpha, out, profile).output
+    return cut_out(open_image(source, max_megapixels=50), alpha, out, profile, engine=engine).output
 
 
 def save(name: str, image: np.ndarray) -> None:
@@ -103,11 +106,40 @@ def halo_example(engine: MattingEngine, tmp: Path) -> None:
     save("halo", strip(*zoomed))
 
 
+def detail_example(engine: MattingEngine, tmp: Path, size: tuple[int, int] = (6000, 4000)) -> None:
+    """A hair edge of a 24 MP file at 100 %: the photo, ``portrait`` with ``detail: none``, with crops."""
+    scene = large_scene(0, "studio", size)
+    photo = scene.composite()
+    source = tmp / "studio-24mp.png"
+    Image.fromarray(photo).save(source, compress_level=1)
+    # The window (HEIGHT rows, 1.5 × HEIGHT columns) holding the most strands next to the body.
+    h, w = HEIGHT, HEIGHT * 3 // 2
+    density = cv2.blur(scene.parts["strands"].astype(np.float32), (w, h))
+    y, x = np.unravel_index(int(np.argmax(density)), density.shape)
+    top, left = int(np.clip(y - h // 2, 0, size[1] - h)), int(np.clip(x - w // 2, 0, size[0] - w))
+    window = (slice(top, top + h), slice(left, left + w))
+    white = np.full((h, w, 3), 255.0, np.float32)
+    shown = [photo[window]]
+    del scene, density
+    for detail in ("none", "crops"):
+        profile = BUILTIN_PROFILES["portrait"].model_copy(update={"detail": detail})
+        output = cut(engine, source, profile, tmp / f"detail-{detail}.png")
+        rgba = np.asarray(Image.open(output))[window]
+        Image.fromarray(rgba).save(tmp / "window.png")
+        shown.append(on_display(tmp / "window.png", white))
+    save("detail", strip(*shown))
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--detail-only", action="store_true", help="only the crop pass's picture")
+    args = parser.parse_args()
     engine = load_engine(None, "auto", 1024)
     with tempfile.TemporaryDirectory() as tmp:
-        profile_examples(engine, Path(tmp))
-        halo_example(engine, Path(tmp))
+        if not args.detail_only:
+            profile_examples(engine, Path(tmp))
+            halo_example(engine, Path(tmp))
+        detail_example(engine, Path(tmp))
 
 
 if __name__ == "__main__":

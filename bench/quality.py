@@ -1,6 +1,7 @@
 """Edge-quality harness: every built-in profile against ``raw``, on scenes with known α and colours.
 
     .venv/bin/python bench/quality.py [--synthetic N] [--no-real]     (make bench-quality)
+    .venv/bin/python bench/quality.py --large [--size 4000x3000] [--quick]   (the crop pass)
 
 Scenes (:mod:`_scenes`): N synthetic subjects with exact α and foreground, and three real
 photos matted offline by closed-form matting, each placed on two other real backgrounds.
@@ -22,6 +23,16 @@ soft edge, strands and the veil's rim, not the veil's flat inside):
   and where it crosses the body's edge), the strands, and the body's edge (sharp and defocused),
   so a profile's gain or loss can be traced to the kind of edge.
 
+``--large``: scenes at ≥ 12 MP (:func:`_scenes.large_scene`: a hair cap, strands and a 50 %
+veil, exact α) on three backdrops (plain studio, busy brick, a photo with its own subject),
+every profile with ``detail: none`` and ``detail: crops``; α only, per part of the edge band
+(``MSE[part]``, × 1000), ``Grad`` over the image, ``IoU`` of α > 0.5 and ``haze``: mean α̂ × 1000
+over the true background within 2 % of the long side of the subject. ``--quick``: raw and
+portrait only, one scene per backdrop.
+
+The real scenes' truth comes from closed-form matting: it favours methods that, like it,
+assume colour-line models in small windows (the guided filter); the synthetic scenes do not.
+
 Opaque outputs (product, id_photo) are unmixed from white to get ``C``. Profiles that crop
 are measured with ``crop: none`` so every pixel can be compared. Results:
 ``bench/results/quality.json`` and a Markdown table on stdout.
@@ -32,17 +43,18 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import skimage.data
-from _scenes import REAL_PHOTOS, Scene, real_scenes, synthetic_scene
+from _scenes import LARGE_BACKDROPS, REAL_PHOTOS, Scene, large_scene, real_scenes, synthetic_scene
 from PIL import Image
 from scipy import ndimage  # type: ignore[import-untyped]
 
-from daemon.cutout import cut_out, mask_path_for
+from daemon.cutout import CutoutResult, cut_out, mask_path_for
 from daemon.io.detect import open_image
 from daemon.matting.engine import MattingEngine, load_engine, prepare
 from daemon.pipeline import proxy_side
@@ -159,11 +171,107 @@ def print_confidence(per_scene: dict[str, dict[str, dict[str, float]]]) -> None:
         print(f"| {name} | {raw['confidence']:.3f} | {raw['SAD']:.2f} | {raw['MSE']:.1f} |")
 
 
+LARGE_KEYS = ("MSE[band]", "MSE[subject edge]", "MSE[strands]", "MSE[veil]", "Grad", "IoU", "haze")
+
+
+def large_profiles(quick: bool) -> dict[str, Profile]:
+    """Every built-in profile (α only: no colour work, no crop) with detail none and crops."""
+    names = ("raw", "portrait") if quick else tuple(BUILTIN_PROFILES)
+    chosen: dict[str, Profile] = {}
+    for name in names:
+        base = BUILTIN_PROFILES[name].model_copy(
+            update={
+                "crop": "none",
+                "canvas": "none",
+                "save_mask": True,
+                "background": "transparent",
+                "decontaminate": False,
+                "output_format": "png",
+                "shadow": None,
+            }
+        )
+        chosen[f"{name}, none"] = base.model_copy(update={"detail": "none"})
+        chosen[f"{name}, crops"] = base.model_copy(update={"detail": "crops"})
+        if name == "portrait":
+            unguided = {"detail": "crops", "refine": "none"}
+            chosen["portrait, crops, no guided"] = base.model_copy(update=unguided)
+    return chosen
+
+
+def large_metrics(alpha: np.ndarray, scene: Scene) -> dict[str, float]:
+    truth = scene.alpha
+    band = edge_band(truth)
+    error = (alpha - truth) ** 2
+    parts = {"subject edge": scene.parts["body edge"], **{p: scene.parts[p] for p in ("strands", "veil")}}
+    reach = max(3, round(0.02 * max(truth.shape)))
+    near = cv2.dilate((truth > 0).astype(np.uint8), np.ones((2 * reach + 1,) * 2, np.uint8)).astype(bool)
+    ring = near & (truth == 0)
+    subject, found = truth > 0.5, alpha > 0.5
+    return {
+        "MSE[band]": float(error[band].mean() * 1000),
+        **{f"MSE[{name}]": float(error[band & mask].mean() * 1000) for name, mask in parts.items()},
+        "Grad": gradient_error(alpha, truth),
+        "IoU": float((subject & found).sum() / max(1, (subject | found).sum())),
+        "haze": float(alpha[ring].mean() * 1000),
+    }
+
+
+def measure_large(engine: MattingEngine, scene: Scene, tmp: Path, quick: bool) -> dict[str, dict[str, float]]:
+    source = tmp / f"{scene.name}.png"
+    Image.fromarray(scene.composite()).save(source, compress_level=1)
+    alpha = model_alpha(engine, source)
+    rows = {}
+    for name, profile in large_profiles(quick).items():
+        started = time.perf_counter()
+        reader = open_image(source, max_megapixels=120)
+        target = tmp / f"{scene.name}-out.png"
+        result: CutoutResult = cut_out(reader, alpha, target, profile, engine=engine)
+        seconds = time.perf_counter() - started
+        mask = np.asarray(Image.open(mask_path_for(result.output)).convert("L")).astype(np.float32) / 255.0
+        rows[name] = large_metrics(mask, scene)
+        rows[name].update(seconds=seconds, crops=result.crops[0], rejected=result.crops[1])
+        print(f"{scene.name} {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in rows[name].items()), flush=True)
+    return rows
+
+
+def large_main(size: tuple[int, int], quick: bool, seeds: int) -> None:
+    engine = load_engine(None, "auto", 1024)
+    per_scene: dict[str, dict[str, dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for backdrop in LARGE_BACKDROPS:
+            for seed in range(seeds):
+                scene = large_scene(seed, backdrop, size)
+                per_scene[scene.name] = measure_large(engine, scene, Path(tmp), quick)
+                del scene
+    summary: dict[str, Any] = {}
+    for backdrop in LARGE_BACKDROPS:
+        names = [n for n in per_scene if n.startswith(f"{backdrop}-")]
+        profiles = per_scene[names[0]]
+        summary[backdrop] = {
+            p: {k: float(np.mean([per_scene[n][p][k] for n in names])) for k in profiles[p]} for p in profiles
+        }
+        columns = (*LARGE_KEYS, "crops", "rejected", "seconds")
+        title = f"{backdrop} backdrop, {size[0]}x{size[1]}, {len(names)} scene(s), model at 1024"
+        print_table(title, summary[backdrop], columns)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "quality_large.json").write_text(
+        json.dumps({"size": size, "summary": summary, "per_scene": per_scene}, indent=1) + "\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic", type=int, default=5, help="number of synthetic scenes")
     parser.add_argument("--no-real", action="store_true", help="skip the closed-form real-photo scenes")
+    parser.add_argument("--large", action="store_true", help="the ≥ 12 MP scenes: detail none against crops")
+    parser.add_argument("--size", default="4000x3000", help="--large scenes' size, WxH")
+    parser.add_argument("--seeds", type=int, default=1, help="--large scenes per backdrop")
+    parser.add_argument("--quick", action="store_true", help="--large: raw and portrait only")
     args = parser.parse_args()
+    if args.large:
+        width, height = map(int, args.size.split("x"))
+        large_main((width, height), args.quick, args.seeds)
+        return
     engine = load_engine(None, "auto", 1024)
     with tempfile.TemporaryDirectory() as tmp:
         scenes = build_scenes(engine, args.synthetic, not args.no_real, Path(tmp))
