@@ -229,7 +229,9 @@ def measure_large(engine: MattingEngine, scene: Scene, tmp: Path, quick: bool) -
         seconds = time.perf_counter() - started
         mask = np.asarray(Image.open(mask_path_for(result.output)).convert("L")).astype(np.float32) / 255.0
         rows[name] = large_metrics(mask, scene)
-        rows[name].update(seconds=seconds, crops=result.crops[0], rejected=result.crops[1])
+        rows[name].update(
+            seconds=seconds, crops=result.crops[0], rejected=result.crops[1], confidence=result.confidence
+        )
         print(f"{scene.name} {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in rows[name].items()), flush=True)
     return rows
 

@@ -18,6 +18,7 @@ from daemon.matting.engine import load_engine, prepare
 from daemon.pipeline import STAGE_REPORT_ENV
 from daemon.profiles import BUILTIN_PROFILES, build_profile
 from tests.conftest import SMALL_MODEL_SIZE, farthest_island, photo, run_hotmatte, save_jpeg
+from tests.service_harness import Daemon, folder_settings, write_config
 
 
 def _process(tmp_path: Path, profile: str, source: Path) -> tuple[int, str, Path]:
@@ -310,3 +311,20 @@ def test_detail_knobs_are_validated_and_raw_has_no_crops() -> None:
         build_profile("t", {"extends": "portrait", "detail_budget": 0})
     with pytest.raises(ConfigError, match=r"profiles\.t\.detail_overlap"):
         build_profile("t", {"extends": "portrait", "detail_overlap": 0.9})
+
+
+def test_detail_crops_run_in_the_daemon_and_status_shows_their_stage(tmp_path: Path) -> None:
+    source = _large_photo(tmp_path)
+    folder = folder_settings(tmp_path, "hot", profile="portrait")
+    config = write_config(tmp_path / "c.yaml", [folder])
+    with Daemon(config) as daemon:
+        daemon.wait_for("start")
+        (tmp_path / "hot" / "coffee.jpg").write_bytes(source.read_bytes())
+        done = daemon.wait_for("done", timeout=120)
+        # The stage timings are published every 30 s once files went through.
+        (stages,) = daemon.wait_for("stages", timeout=60)
+        assert daemon.terminate() == 0
+    assert {s["name"]: s["files"] for s in stages["stages"]}["detail"] == 1
+    assert np.asarray(Image.open(done[0]["output"])).shape == (800, 1200, 4)
+    status = run_hotmatte("status", "--config", config)
+    assert any(line.split()[:3] == ["detail", "1", "1"] for line in status.stdout.splitlines()), status.stdout
