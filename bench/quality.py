@@ -191,7 +191,8 @@ def large_profiles(quick: bool) -> dict[str, Profile]:
             }
         )
         chosen[f"{name}, none"] = base.model_copy(update={"detail": "none"})
-        chosen[f"{name}, crops"] = base.model_copy(update={"detail": "crops"})
+        if name != "raw":  # raw stays the model's own output
+            chosen[f"{name}, crops"] = base.model_copy(update={"detail": "crops"})
         if name == "portrait":
             unguided = {"detail": "crops", "refine": "none"}
             chosen["portrait, crops, no guided"] = base.model_copy(update=unguided)

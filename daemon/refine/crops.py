@@ -92,15 +92,28 @@ def _positions(length: int, crop: int, stride: int, factor: int) -> list[int]:
     return starts
 
 
+def _central(start: int, size: int, length: int, grid: int) -> tuple[int, int]:
+    """The grid cells of a crop's central half along one axis (to the image's border at its ends).
+
+    At 50 % overlap every pixel lies in the central half of some crop, where its Hann weight is
+    ≥ 0.5; a crop whose central half misses the band would only add faint edges of its window
+    (a third fewer crops on a 24 MP portrait, each a full model run).
+    """
+    low = start if start == 0 else start + size // 4
+    high = start + size if start + size >= length else start + size - size // 4
+    return low * grid // length, -(-high * grid // length)
+
+
 def choose_crops(
     alpha: np.ndarray, width: int, height: int, model: int, crop: int, overlap: float, budget: int
 ) -> list[CropBox]:
     """Crops along the uncertain band of the global pass's ``alpha`` over a ``width``×``height`` image.
 
     Crops are ``crop`` source px (rounded to a multiple of ``model``), on a grid of stride
-    ``(1 − overlap) × crop``; a crop is kept when the band reaches it. When more than ``budget``
+    ``(1 − overlap) × crop``. When more than ``budget``
     are needed, larger source crops are used (a 100 MP file gets 3–4× crops), and at the
     largest that fits the image, the ``budget`` crops holding the most band are kept.
+    A crop is kept when the band reaches its central half (:func:`_central`).
     No crops when the image is not larger than the model's input by a useful margin.
     """
     largest = min(width, height) // model
@@ -117,9 +130,9 @@ def choose_crops(
         stride = max(factor, round(size * (1.0 - overlap) / factor) * factor)
         scored = []
         for y0 in _positions(height, size, stride, factor):
-            gy0, gy1 = y0 * gh // height, -(-(y0 + size) * gh // height)
+            gy0, gy1 = _central(y0, size, height, gh)
             for x0 in _positions(width, size, stride, factor):
-                gx0, gx1 = x0 * gw // width, -(-(x0 + size) * gw // width)
+                gx0, gx1 = _central(x0, size, width, gw)
                 count = summed[gy1, gx1] - summed[gy0, gx1] - summed[gy1, gx0] + summed[gy0, gx0]
                 if count:
                     scored.append((int(count), CropBox(x0, y0, factor, model)))
