@@ -78,13 +78,13 @@ def test_a_crop_that_calls_the_subject_background_cannot_remove_it() -> None:
     alpha = _global(truth, 32)
     boxes = choose_crops(alpha, width, height, MODEL, 2 * MODEL, 0.5, 64)
     assert boxes
-    # Context loss: every crop resolves the edge but calls the subject's inside background.
-    lost = [np.zeros((MODEL, MODEL), np.float32) for _ in boxes]
-    fused = _fused(fuse_crops(alpha, boxes, lost, width, height), alpha, width, height)
+    # Context loss: every crop resolves the edge sharply but calls the subject's inside background.
+    ring = truth * (cv2.erode(truth, np.ones((25, 25))) < 0.5)
+    fused = _fused(fuse_crops(alpha, boxes, _crops_of(ring, boxes), width, height), alpha, width, height)
     before = _upsampled(alpha, width, height)
     assert np.array_equal(fused[before >= SURE_SUBJECT], before[before >= SURE_SUBJECT])
-    assert np.array_equal(fused > 0.5, before > 0.5)
-    assert np.abs(fused - before).max() < 0.1  # the ramp's shape may move a little, never the subject
+    # Ungated (crop detail used where crop and global disagree), 4.6 % of the subject fell below 0.5.
+    assert (fused > 0.5)[truth > 0.5].all()
 
 
 def test_strands_a_crop_resolves_reach_the_alpha_where_crop_and_global_agree() -> None:
@@ -135,15 +135,17 @@ def test_no_seams_across_overlapping_crops_that_disagree() -> None:
     boxes = choose_crops(alpha, width, height, MODEL, MODEL, 0.5, 256)
     assert len(boxes) > 50
     xs = np.arange(MODEL, dtype=np.float32)
-    outputs = []
-    for i, box in enumerate(boxes):
-        stripes = 0.1 * np.sin(2 * np.pi * (box.x0 + xs) / 4)[None, :].repeat(MODEL, 0)
-        outputs.append(0.5 + (0.5 if i % 2 else 1.5) * stripes)  # neighbours disagree on the strength
+    strengths = np.random.default_rng(3).choice([0.0, 2.0], len(boxes))  # neighbours disagree
+    outputs = [
+        0.5 + s * 0.1 * np.sin(2 * np.pi * (box.x0 + xs) / 4)[None, :].repeat(MODEL, 0)
+        for s, box in zip(strengths, boxes, strict=True)
+    ]
     fused = _fused(fuse_crops(alpha, boxes, outputs, width, height), alpha, width, height)
-    # The stripes' local strength, per column: a hard-edged crop would jump by 0.1 at its border.
-    strength = np.abs(fused - 0.5)[100:220].max(axis=0)
-    envelope = np.maximum.reduceat(strength, np.arange(0, width, 4))
-    assert np.abs(np.diff(envelope[4:-4])).max() < 0.03
+    # The stripes' strength along rows, per 4 columns: with flat (box) windows it jumps by 0.10 at
+    # crop borders; the Hann blend changes by at most 0.04.
+    for row in range(40, 280, 7):
+        envelope = np.maximum.reduceat(np.abs(fused[row] - 0.5), np.arange(0, width, 4))
+        assert np.abs(np.diff(envelope[4:-4])).max() < 0.05, row
 
 
 def test_band_wise_equals_one_piece() -> None:
