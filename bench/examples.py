@@ -112,15 +112,18 @@ def detail_example(engine: MattingEngine, tmp: Path, size: tuple[int, int] = (60
     photo = scene.composite()
     source = tmp / "studio-24mp.png"
     Image.fromarray(photo).save(source, compress_level=1)
-    # The window (HEIGHT rows, 1.5 × HEIGHT columns) holding the most strands next to the body.
+    # The window (HEIGHT rows, 1.5 × HEIGHT columns) on the body's edge with the most strands: the
+    # body is what stays opaque once the strands (≤ 4 px wide) are eroded away.
     h, w = HEIGHT, HEIGHT * 3 // 2
-    density = cv2.blur(scene.parts["strands"].astype(np.float32), (w, h))
+    body = cv2.erode((scene.alpha >= 0.99).astype(np.uint8), np.ones((9, 9), np.uint8)).astype(np.float32)
+    straddles = np.abs(cv2.blur(body, (w, h)) - 0.5) < 0.15
+    density = cv2.blur(scene.parts["strands"].astype(np.float32), (w, h)) * straddles
     y, x = np.unravel_index(int(np.argmax(density)), density.shape)
     top, left = int(np.clip(y - h // 2, 0, size[1] - h)), int(np.clip(x - w // 2, 0, size[0] - w))
     window = (slice(top, top + h), slice(left, left + w))
     white = np.full((h, w, 3), 255.0, np.float32)
     shown = [photo[window]]
-    del scene, density
+    del scene, density, body, straddles
     for detail in ("none", "crops"):
         profile = BUILTIN_PROFILES["portrait"].model_copy(update={"detail": detail})
         output = cut(engine, source, profile, tmp / f"detail-{detail}.png")
