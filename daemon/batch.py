@@ -12,7 +12,7 @@ from typing import TextIO
 
 from daemon.config import DEFAULT_EXCLUDES
 from daemon.errors import HotmatteError
-from daemon.outputs import mirrored_path
+from daemon.outputs import mirrored_destination
 from daemon.pipeline import Job, Outcome, Pipeline
 from daemon.watch import GlobFilter
 
@@ -55,13 +55,13 @@ def plan_jobs(inputs: Iterable[Path], output_root: Path, profile: str, output_fo
         if not source.exists():
             plan.refused.append((source, "no such file or directory"))
             continue
-        destination = mirrored_path(source, root, output_root, output_format)
-        if destination in claimed:
+        destination = mirrored_destination(source, root, output_root, output_format)
+        if destination.path in claimed:
             plan.refused.append(
-                (source, f"its output {destination} is already the output of {claimed[destination]}")
+                (source, f"its output {destination} is already the output of {claimed[destination.path]}")
             )
             continue
-        claimed[destination] = source
+        claimed[destination.path] = source
         plan.jobs.append(Job(source=source, destination=destination, profile=profile))
     return plan
 
