@@ -11,6 +11,11 @@ sits on another filesystem, or holds no or another marker raises
 without counting an attempt, and :func:`folder_roots_available` lets the service leave the folder
 alone (logged once) until the share is back.
 
+The markers are also kept beside the journal (``<journal>.roots.json``), so a share that is
+unmounted when the daemon *starts* is recognised as well: a root written to on an earlier run is
+never made again, and must hold the same marker (copy ``.hotmatte-root`` along when moving a
+share on purpose, or remove the root's line from that file).
+
 Roots nobody remembered (``hotmatte process -o DIR``, tests) are not checked: their writer made
 them a moment ago.
 """
@@ -18,6 +23,7 @@ them a moment ago.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import secrets
 import threading
@@ -82,31 +88,83 @@ class RootRegistry:
         self._pending: set[Path] = set()
         self._unavailable: set[Path] = set()
         self._cache: dict[str, tuple[float, bool]] = {}
+        #: The markers of every root written to before, kept beside the journal across restarts.
+        self._state_file: Path | None = None
+        self._markers: dict[str, str] = {}
+
+    def keep_state(self, state_file: Path) -> None:
+        """Load (and from now on keep) the markers of the roots written to before, in ``state_file``.
+
+        With it, a root whose share is unmounted when the daemon *starts* is recognised too: it
+        lacks the marker the daemon made there on an earlier run.
+        """
+        try:
+            loaded = json.loads(state_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            loaded = {}
+        except (OSError, ValueError) as exc:
+            log.error("roots_state_unreadable", path=str(state_file), error=str(exc), kept="nothing")
+            loaded = {}
+        with self._lock:
+            self._state_file = state_file
+            self._markers = {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
 
     def remember(self, root: Path) -> None:
         """Note ``root``'s filesystem and marker (making the folder and the marker when absent).
 
         Idempotent: a root remembered earlier keeps its first identity, so a reload never
-        adopts a share that went away meanwhile. Raises ``OSError`` when the root cannot be made.
+        adopts a share that went away meanwhile. A root the daemon wrote to on an earlier run
+        (see :meth:`keep_state`) is never made again and must hold the same marker, else
+        :class:`ShareUnavailable`. Raises ``OSError`` when the root cannot be made.
         """
         with self._lock:
             if root in self._known:
                 return
-        root.mkdir(parents=True, exist_ok=True)
-        try:
-            marker = _read_marker(root)
-        except FileNotFoundError:
-            marker = _make_marker(root)
+            expected = self._markers.get(str(root))
+        if expected is not None:
+            marker = self._same_as_before(root, expected)
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            try:
+                marker = _read_marker(root)
+            except FileNotFoundError:
+                marker = _make_marker(root)
+            self._keep_marker(root, marker)
         identity = RootIdentity(os.stat(root).st_dev, marker)
         with self._lock:
             self._known.setdefault(root, identity)
             self._pending.discard(root)
 
+    def _same_as_before(self, root: Path, expected: str) -> str:
+        identity = RootIdentity(-1, expected)
+        problem = _problem_with(root, identity, check_device=False)
+        if problem is not None:
+            raise ShareUnavailable(
+                f"{root} {problem}; hotmatte wrote there on an earlier run. If the folder was "
+                f"replaced on purpose, remove its line from {self._state_file} and restart hotmatte"
+            )
+        return expected
+
+    def _keep_marker(self, root: Path, marker: str) -> None:
+        with self._lock:
+            if self._state_file is None or self._markers.get(str(root)) == marker:
+                return
+            self._markers[str(root)] = marker
+            text = json.dumps(self._markers, indent=1, sort_keys=True) + "\n"
+            state_file = self._state_file
+            # The state folder is the service's own (0750), so a plain temporary + rename will do.
+            tmp = state_file.with_name(f"{state_file.name}.{os.getpid()}.tmp")
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, state_file)
+
     def expect(self, root: Path) -> None:
         """Remember ``root`` now, or, when that fails, refuse writes there until it succeeds."""
         try:
             self.remember(root)
-        except OSError:
+        except (OSError, ShareUnavailable):
             with self._lock:
                 self._pending.add(root)
             raise
@@ -156,12 +214,14 @@ class RootRegistry:
     def _retry_pending(self, root: Path) -> str | None:
         try:
             self.remember(root)
+        except ShareUnavailable as exc:
+            return str(exc).removeprefix(f"{root} ")
         except OSError as exc:
             return f"could not be made or marked ({os.strerror(exc.errno) if exc.errno else exc})"
         return None
 
 
-def _problem_with(root: Path, identity: RootIdentity) -> str | None:
+def _problem_with(root: Path, identity: RootIdentity, *, check_device: bool = True) -> str | None:
     """Why ``root`` is not the folder remembered as ``identity``, or None when it is."""
     try:
         device = os.stat(root).st_dev
@@ -169,7 +229,7 @@ def _problem_with(root: Path, identity: RootIdentity) -> str | None:
         return "is gone (unmounted, renamed or deleted)"
     except OSError as exc:
         return f"cannot be reached ({os.strerror(exc.errno) if exc.errno else exc})"
-    if device != identity.device:
+    if check_device and device != identity.device:
         return "is on another filesystem than at start (is the share unmounted?)"
     try:
         marker = _read_marker(root)
@@ -203,9 +263,14 @@ def remember_roots(folder: Folder) -> None:
     for root in roots_of(folder):
         try:
             REGISTRY.expect(root)
-        except OSError as exc:
+        except (OSError, ShareUnavailable) as exc:
             # Its folder waits (ShareUnavailable) until the root can be made and marked.
             log.error("root_not_remembered", folder=folder.name, root=str(root), error=str(exc))
+
+
+def keep_state_beside(journal: Path) -> None:
+    """Keep the roots' markers in ``<journal stem>.roots.json`` beside the journal."""
+    REGISTRY.keep_state(journal.with_name(journal.stem + ".roots.json"))
 
 
 def check_root(root: Path) -> None:
@@ -222,6 +287,7 @@ __all__ = [
     "RootRegistry",
     "check_root",
     "folder_roots_available",
+    "keep_state_beside",
     "remember_roots",
     "roots_of",
 ]

@@ -35,7 +35,7 @@ from daemon.outcomes import OutcomeRecorder, Running
 from daemon.outputs import Destination, mirrored_destination, remove_stale_temporaries
 from daemon.pipeline import PIPELINE_VERSION, Job, Outcome, Pipeline, build_pipeline
 from daemon.profiles import get_profile
-from daemon.roots import folder_roots_available, remember_roots
+from daemon.roots import folder_roots_available, keep_state_beside, remember_roots
 from daemon.stage_stats import report_path_for, save_report
 from daemon.watch import FolderWatcher
 
@@ -112,6 +112,7 @@ class Service:
         # Before the (slow) model load, so a stop request during start-up still ends cleanly.
         self._install_signal_handlers()
         self.pipeline = build_pipeline(self._config, self._inbox.put)
+        keep_state_beside(self._journal.path)
         for folder in self._config.folders:
             remember_roots(folder)  # before anything is written or cleaned there (daemon.roots)
         self._recover_interrupted()

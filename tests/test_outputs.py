@@ -19,7 +19,7 @@ from daemon.outputs import (
     remove_stale_temporaries,
     write_atomically,
 )
-from daemon.roots import MARKER_NAME, REGISTRY
+from daemon.roots import MARKER_NAME, REGISTRY, RootRegistry
 
 
 def test_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path: Path) -> None:
@@ -165,3 +165,26 @@ def test_mirrored_path_keeps_the_tree() -> None:
     assert mirrored_path(Path("/in/a/b/c.jpeg"), Path("/in"), Path("/out"), "tiff") == Path("/out/a/b/c.tif")
     destination = mirrored_destination(Path("/in/a/c.jpeg"), Path("/in"), Path("/out"), "png")
     assert (destination.root, destination.relative) == (Path("/out"), PurePosixPath("a/c.png"))
+
+
+def test_a_root_written_to_before_is_never_remade_after_a_restart(tmp_path: Path) -> None:
+    state = tmp_path / "state" / "journal.roots.json"
+    state.parent.mkdir()
+    root = tmp_path / "out"
+    first = RootRegistry()
+    first.keep_state(state)
+    first.remember(root)
+    marker = (root / MARKER_NAME).read_text()
+
+    (root / MARKER_NAME).rename(tmp_path / "kept-marker")  # the share is unmounted: an empty folder
+    second = RootRegistry()  # the daemon restarts
+    second.keep_state(state)
+    with pytest.raises(ShareUnavailable, match=r"earlier run.*journal\.roots\.json"):
+        second.expect(root)
+    with pytest.raises(ShareUnavailable):
+        second.check(root)
+    assert not (root / MARKER_NAME).exists()  # no new marker: that would adopt the empty folder
+
+    (tmp_path / "kept-marker").rename(root / MARKER_NAME)  # mounted again
+    second.check(root)
+    assert (root / MARKER_NAME).read_text() == marker
