@@ -21,7 +21,7 @@ import hashlib
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -269,25 +269,63 @@ class Journal:
             (error_class, reason, next_attempt),
         )
 
-    def same_output_rivals(self, entry: Entry) -> list[Entry]:
-        """Older rows of the same folder whose path differs from ``entry``'s only by its extension.
+    def same_output_rivals(self, entry: Entry, output_of: Callable[[str], str]) -> list[Entry]:
+        """Older rows of the same folder and directory whose output path (``output_of(path)``,
+        from the folder's output_name template) is ``entry``'s: they would write the same file.
 
-        They would write the same output file; failed ones no longer count.
+        Failed ones no longer count. The template decides, not the stem: under
+        ``"{stem}.{ext}"`` ``x.psd`` and ``x.jpg`` do not collide.
         """
-        stem = PurePosixPath(entry.path).with_suffix("").as_posix()
-        pattern = stem.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ".%"
+        parent = PurePosixPath(entry.path).parent.as_posix()
+        params: tuple[object, ...] = ()
+        if parent == ".":
+            where = "instr(path, '/') = 0"
+        else:  # directly in the same directory: a template never moves a file to another one
+            escaped = parent.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where = "path LIKE ? ESCAPE '\\' AND instr(substr(path, ?), '/') = 0"
+            params = (escaped + "/%", len(parent) + 2)
         with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM files WHERE folder = ? AND id < ? AND state != 'failed'"
-                " AND path LIKE ? ESCAPE '\\' ORDER BY id",
-                (entry.folder, entry.id, pattern),
+            candidates = self._db.execute(
+                f"SELECT id, path FROM files WHERE folder = ? AND id < ? AND state != 'failed' AND {where}"
+                " ORDER BY id",
+                (entry.folder, entry.id, *params),
             ).fetchall()
-        return [e for e in map(_entry, rows) if PurePosixPath(e.path).with_suffix("").as_posix() == stem]
+        mine = output_of(entry.path)
+        ids = [row["id"] for row in candidates if output_of(row["path"]) == mine]
+        return [e for e in map(self.get_by_id, ids) if e is not None]
 
     def forget(self, entry_id: int) -> None:
         """Drop a row whose file vanished before it was processed."""
         with self._transaction() as db:
             db.execute("DELETE FROM files WHERE id = ?", (entry_id,))
+
+    # --- upkeep -------------------------------------------------------------------------------
+
+    def finished_before(self, cutoff: float, after_id: int = 0, limit: int = 500) -> list[Entry]:
+        """Done and failed rows last changed before ``cutoff``, by id from ``after_id`` (in pages)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM files WHERE id > ? AND state IN ('done', 'failed') AND updated_at < ?"
+                " ORDER BY id LIMIT ?",
+                (after_id, cutoff, limit),
+            ).fetchall()
+        return [_entry(r) for r in rows]
+
+    def prune(self, entries: Collection[Entry]) -> int:
+        """Delete these rows, unless they changed since they were read (a file offered again)."""
+        with self._transaction() as db:
+            deleted = 0
+            for entry in entries:
+                deleted += db.execute(
+                    "DELETE FROM files WHERE id = ? AND updated_at = ? AND state IN ('done', 'failed')",
+                    (entry.id, entry.updated_at),
+                ).rowcount
+        return deleted
+
+    def vacuum(self) -> None:
+        """Give the space of deleted rows back to the filesystem (rewrites the file: not per file)."""
+        with self._lock:
+            self._db.execute("VACUUM")
 
     # --- reports --------------------------------------------------------------------------------
 
