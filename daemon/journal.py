@@ -276,21 +276,24 @@ class Journal:
         Failed ones no longer count. The template decides, not the stem: under
         ``"{stem}.{ext}"`` ``x.psd`` and ``x.jpg`` do not collide.
         """
+        mine = output_of(entry.path)
         parent = PurePosixPath(entry.path).parent.as_posix()
-        params: tuple[object, ...] = ()
-        if parent == ".":
-            where = "instr(path, '/') = 0"
-        else:  # directly in the same directory: a template never moves a file to another one
-            escaped = parent.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            where = "path LIKE ? ESCAPE '\\' AND instr(substr(path, ?), '/') = 0"
-            params = (escaped + "/%", len(parent) + 2)
+        # Only the same directory (a template never moves a file to another one): for a
+        # sub-folder, a range on the (folder, path) index; "/" + 1 is "0".
+        prefix = "" if parent == "." else parent + "/"
+        in_directory = "AND path >= ? AND path < ?" if prefix else ""
+        bounds = (prefix, prefix[:-1] + "0") if prefix else ()
+        # Every template holds {stem}, so a rival's name up to its first dot (part of its stem) is
+        # part of our output path. Testing that in SQL keeps a 10,000-file folder (6 ms a claim)
+        # from going through Python on every claim; output_of then decides on the rows left.
         with self._lock:
             candidates = self._db.execute(
-                f"SELECT id, path FROM files WHERE folder = ? AND id < ? AND state != 'failed' AND {where}"
+                "SELECT id, path FROM (SELECT id, path, substr(path, ?) AS name FROM files"
+                f"  WHERE folder = ? AND id < ? AND state != 'failed' {in_directory})"
+                " WHERE instr(name, '/') = 0 AND instr(?, substr(name, 1, instr(name || '.', '.') - 1)) > 0"
                 " ORDER BY id",
-                (entry.folder, entry.id, *params),
+                (len(prefix) + 1, entry.folder, entry.id, *bounds, mine),
             ).fetchall()
-        mine = output_of(entry.path)
         ids = [row["id"] for row in candidates if output_of(row["path"]) == mine]
         return [e for e in map(self.get_by_id, ids) if e is not None]
 

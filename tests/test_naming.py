@@ -11,6 +11,7 @@ from PIL import Image
 
 from daemon.config import parse_config
 from daemon.errors import ConfigError
+from daemon.journal import Fingerprint, Journal
 from daemon.naming import check_template, output_relative
 from daemon.service import destination_for, fingerprint
 from tests.conftest import SMALL_MODEL_SIZE, photo, run_hotmatte, save_jpeg
@@ -175,3 +176,28 @@ def test_the_daemon_refuses_the_second_by_default_and_writes_both_with_stem_ext(
     assert size_of(tmp_path / "kept-out" / "x.jpg.png") == SIZES["x.jpg"]
     assert size_of(tmp_path / "kept-out" / "x.psd.png") == SIZES["x.psd"]
     assert not (tmp_path / "kept-out-errors").exists()
+
+
+def test_the_journal_finds_rivals_by_the_names_the_template_gives(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "journal.sqlite")
+    fp = Fingerprint(1, 1, "p", "1")
+    older = ["x.jpg", "x.", "a_b.c", "sub/x.jpg", "sub0/x.jpg", "sub.d/x.jpg", "sub/deeper/x.jpg", "gone.jpg"]
+    for path in older:
+        journal.offer("hot", path, fp)
+    failed = journal.get("hot", "gone.jpg")
+    assert failed is not None
+    journal.mark_failed(failed.id, "CorruptInput", "truncated")  # failed rows own no output
+
+    def rivals(path: str, template: str) -> list[str]:
+        journal.offer("hot", path, fp)
+        entry = journal.get("hot", path)
+        assert entry is not None
+        key = lambda relative: output_relative(template, relative, "raw", "png").as_posix()  # noqa: E731
+        return [e.path for e in journal.same_output_rivals(entry, key)]
+
+    assert rivals("x.psd", "{stem}") == ["x.jpg", "x."]
+    assert rivals("x.psb", "{stem}.{ext}") == []
+    assert rivals("sub/x.psd", "{stem}") == ["sub/x.jpg"]  # not sub0/, sub.d/ or sub/deeper/
+    assert rivals("a.b_c", "{stem}_{ext}") == ["a_b.c"]  # different stems, the same name
+    assert rivals("gone.png", "{stem}") == []
+    journal.close()
