@@ -62,13 +62,17 @@ def _folder_checkable(folder: Folder) -> bool:
 
 
 def prune_journal(
-    journal: Journal, folders: Mapping[str, Folder], keep_days: float, now: float | None = None
+    journal: Journal,
+    folders: Mapping[str, Folder],
+    keep_days: float,
+    now: float | None = None,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> int:
     """Forget old finished rows whose source is gone (see the module docstring); return how many."""
     cutoff = (time.time() if now is None else now) - keep_days * DAY_SECONDS
     checkable = {name: _folder_checkable(folder) for name, folder in folders.items()}
     pruned, after = 0, 0
-    while page := journal.finished_before(cutoff, after_id=after):
+    while not stopping() and (page := journal.finished_before(cutoff, after_id=after)):
         after = page[-1].id
         gone: list[Entry] = []
         for entry in page:
@@ -113,8 +117,8 @@ class JournalUpkeep:
         started = time.monotonic()
         keep_days = self._keep_days()
         try:
-            pruned = prune_journal(self._journal, self._folders(), keep_days)
-            if pruned:
+            pruned = prune_journal(self._journal, self._folders(), keep_days, stopping=self._stop.is_set)
+            if pruned and not self._stop.is_set():
                 self._journal.vacuum()
         except sqlite3.Error as exc:  # upkeep only: the daemon goes on, and tries again tomorrow
             log.warning("journal_prune_failed", error=str(exc))
