@@ -85,14 +85,7 @@ class Destination:
 
 def mirrored_path(source: Path, input_root: Path, output_root: Path, output_format: str) -> Path:
     """``output_root/<source relative to input_root>`` with the format's extension."""
-    return mirrored_destination(source, input_root, output_root, output_format).path
-
-
-def mirrored_destination(
-    source: Path, input_root: Path, output_root: Path, output_format: str
-) -> Destination:
-    relative = PurePosixPath(source.relative_to(input_root).as_posix())
-    return Destination(output_root, relative.with_suffix(EXTENSIONS[output_format]))
+    return (output_root / source.relative_to(input_root)).with_suffix(EXTENSIONS[output_format])
 
 
 def check_name_fits(name: str, what: str = "result") -> None:
@@ -191,7 +184,7 @@ def remove_stale_temporaries(root: Path) -> list[Path]:
     writer is running on ``root``.
     """
     try:
-        check_root(root)
+        check_root(root, writing=False)
         root_fd = open_root(root)
     except (ShareUnavailable, FileNotFoundError, NotADirectoryError):
         return []
@@ -220,7 +213,6 @@ __all__ = [
     "TEMP_MARKER",
     "Destination",
     "check_name_fits",
-    "mirrored_destination",
     "mirrored_path",
     "readable",
     "remove_stale_temporaries",

@@ -30,11 +30,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
-from daemon.config import Folder
 from daemon.errors import ShareUnavailable
+
+if TYPE_CHECKING:  # config imports naming, which imports outputs, which imports this module
+    from daemon.config import Folder
 
 log = structlog.get_logger("hotmatte")
 
@@ -86,6 +89,8 @@ class RootRegistry:
         self._known: dict[Path, RootIdentity] = {}
         #: Roots that could not be remembered at start: unavailable until they can be.
         self._pending: set[Path] = set()
+        #: Roots absent at start and never written to: made (and marked) by their first write.
+        self._lazy: set[Path] = set()
         self._unavailable: set[Path] = set()
         self._cache: dict[str, tuple[float, bool]] = {}
         #: The markers of every root written to before, kept beside the journal across restarts.
@@ -109,13 +114,15 @@ class RootRegistry:
             self._state_file = state_file
             self._markers = {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
 
-    def remember(self, root: Path) -> None:
-        """Note ``root``'s filesystem and marker (making the folder and the marker when absent).
+    def remember(self, root: Path, *, create: bool = False) -> None:
+        """Note ``root``'s filesystem and marker (making the marker when absent).
 
         Idempotent: a root remembered earlier keeps its first identity, so a reload never
         adopts a share that went away meanwhile. A root the daemon wrote to on an earlier run
         (see :meth:`keep_state`) is never made again and must hold the same marker, else
-        :class:`ShareUnavailable`. Raises ``OSError`` when the root cannot be made.
+        :class:`ShareUnavailable`. A root that does not exist yet and was never written to is
+        made, and marked, by its first write (``create``), so unused error folders never
+        appear. Raises ``OSError`` when the root cannot be made or marked.
         """
         with self._lock:
             if root in self._known:
@@ -124,7 +131,12 @@ class RootRegistry:
         if expected is not None:
             marker = self._same_as_before(root, expected)
         else:
-            root.mkdir(parents=True, exist_ok=True)
+            if create:
+                root.mkdir(parents=True, exist_ok=True)
+            elif not root.is_dir():
+                with self._lock:
+                    self._lazy.add(root)
+                return
             try:
                 marker = _read_marker(root)
             except FileNotFoundError:
@@ -134,6 +146,7 @@ class RootRegistry:
         with self._lock:
             self._known.setdefault(root, identity)
             self._pending.discard(root)
+            self._lazy.discard(root)
 
     def _same_as_before(self, root: Path, expected: str) -> str:
         identity = RootIdentity(-1, expected)
@@ -171,16 +184,23 @@ class RootRegistry:
 
     def is_remembered(self, root: Path) -> bool:
         with self._lock:
-            return root in self._known
+            return root in self._known or root in self._pending or root in self._lazy
 
-    def check(self, root: Path) -> None:
-        """Raise :class:`ShareUnavailable` unless ``root`` is still the folder remembered at start."""
+    def check(self, root: Path, *, writing: bool = True) -> None:
+        """Raise :class:`ShareUnavailable` unless ``root`` is still the folder remembered at start.
+
+        ``writing``: a write is about to happen, so a root awaiting its first write is made now.
+        """
         with self._lock:
             identity = self._known.get(root)
             pending = root in self._pending
-        if identity is None and not pending:
+            lazy = root in self._lazy
+        if identity is None and not pending and not (lazy and writing):
             return
-        problem = _problem_with(root, identity) if identity is not None else self._retry_pending(root)
+        if identity is not None:
+            problem = _problem_with(root, identity)
+        else:
+            problem = self._retry_pending(root, create=lazy)
         with self._lock:
             was_unavailable = root in self._unavailable
             if problem is None:
@@ -203,7 +223,7 @@ class RootRegistry:
             return cached[1]
         try:
             for root in roots_of(folder):
-                self.check(root)
+                self.check(root, writing=False)
         except ShareUnavailable:
             available = False
         else:
@@ -211,9 +231,9 @@ class RootRegistry:
         self._cache[folder.name] = (now, available)
         return available
 
-    def _retry_pending(self, root: Path) -> str | None:
+    def _retry_pending(self, root: Path, *, create: bool = False) -> str | None:
         try:
-            self.remember(root)
+            self.remember(root, create=create)
         except ShareUnavailable as exc:
             return str(exc).removeprefix(f"{root} ")
         except OSError as exc:
@@ -273,8 +293,8 @@ def keep_state_beside(journal: Path) -> None:
     REGISTRY.keep_state(journal.with_name(journal.stem + ".roots.json"))
 
 
-def check_root(root: Path) -> None:
-    REGISTRY.check(root)
+def check_root(root: Path, *, writing: bool = True) -> None:
+    REGISTRY.check(root, writing=writing)
 
 
 def folder_roots_available(folder: Folder) -> bool:

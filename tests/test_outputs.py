@@ -13,7 +13,6 @@ from daemon.outputs import (
     NAME_MAX,
     TEMP_MARKER,
     Destination,
-    mirrored_destination,
     mirrored_path,
     readable,
     remove_stale_temporaries,
@@ -145,6 +144,7 @@ def test_a_trusted_root_may_itself_be_a_link(tmp_path: Path) -> None:
 
 def test_a_remembered_root_renamed_away_is_not_recreated(tmp_path: Path) -> None:
     root = tmp_path / "out"
+    root.mkdir()
     REGISTRY.remember(root)
     assert (root / MARKER_NAME).is_file()
     root.rename(tmp_path / "out-old")
@@ -163,14 +163,13 @@ def test_a_remembered_root_renamed_away_is_not_recreated(tmp_path: Path) -> None
 
 def test_mirrored_path_keeps_the_tree() -> None:
     assert mirrored_path(Path("/in/a/b/c.jpeg"), Path("/in"), Path("/out"), "tiff") == Path("/out/a/b/c.tif")
-    destination = mirrored_destination(Path("/in/a/c.jpeg"), Path("/in"), Path("/out"), "png")
-    assert (destination.root, destination.relative) == (Path("/out"), PurePosixPath("a/c.png"))
 
 
 def test_a_root_written_to_before_is_never_remade_after_a_restart(tmp_path: Path) -> None:
     state = tmp_path / "state" / "journal.roots.json"
     state.parent.mkdir()
     root = tmp_path / "out"
+    root.mkdir()
     first = RootRegistry()
     first.keep_state(state)
     first.remember(root)
@@ -188,3 +187,16 @@ def test_a_root_written_to_before_is_never_remade_after_a_restart(tmp_path: Path
     (tmp_path / "kept-marker").rename(root / MARKER_NAME)  # mounted again
     second.check(root)
     assert (root / MARKER_NAME).read_text() == marker
+
+
+def test_a_root_absent_at_start_is_made_and_marked_by_its_first_write_only(tmp_path: Path) -> None:
+    root = tmp_path / "out-errors"
+    REGISTRY.remember(root)
+    REGISTRY.check(root, writing=False)  # the service asking whether the folder may be fed
+    remove_stale_temporaries(root)
+    assert not root.exists()  # an error folder nothing failed into never appears
+    write_atomically(Destination(root, PurePosixPath("a.jpg.error.json")), lambda tmp: tmp.write_bytes(b"{}"))
+    assert sorted(p.name for p in root.iterdir()) == [MARKER_NAME, "a.jpg.error.json"]
+    (root / MARKER_NAME).unlink()  # from now on it is a remembered root like any other
+    with pytest.raises(ShareUnavailable, match="marker"):
+        write_atomically(Destination(root, PurePosixPath("b.json")), lambda tmp: tmp.write_bytes(b"{}"))
