@@ -35,7 +35,7 @@ def sniff_format(path: Path) -> str:
     raise UnsupportedInput(f"{path.name}: unsupported: not a JPEG, PNG, WebP, TIFF or PSD/PSB file")
 
 
-def open_image(path: Path, *, max_megapixels: float) -> ImageReader:
+def open_image(path: Path, *, max_megapixels: float, psd_layer_budget_megapixels: float = 4.0) -> ImageReader:
     """Open ``path`` with the reader for its real format; header checks run before any decode."""
     fmt = sniff_format(path)
     if fmt == "tiff":
@@ -45,5 +45,7 @@ def open_image(path: Path, *, max_megapixels: float) -> ImageReader:
     if fmt == "psd":
         from daemon.io.psd import open_psd
 
-        return open_psd(path, max_megapixels=max_megapixels)
+        return open_psd(
+            path, max_megapixels=max_megapixels, layer_budget_megapixels=psd_layer_budget_megapixels
+        )
     return RasterReader(path, max_megapixels=max_megapixels)
