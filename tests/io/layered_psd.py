@@ -1,18 +1,21 @@
-"""Writes layered RGB PSD/PSB files without a merged image (as Photoshop does with
+"""Writes layered PSD/PSB files without a merged image (as Photoshop does with
 "Maximize Compatibility" off), for tests and ``bench/make_layered_psb.py``.
 
-Each layer is a dict: ``rect`` (top, left, bottom, right), ``colour`` (an
-``HxWx3`` array, or a function ``rows(y0, y1) -> array`` for files too large to
-hold), optional ``alpha`` (``HxW``, or a function), ``opacity`` (0..255),
+RGB, CMYK (values as stored: 255 = no ink) or grayscale, 8 or 16-bit. Each
+layer is a dict: ``rect`` (top, left, bottom, right), ``colour`` (an ``HxWxK``
+array of the file's depth, or a function ``rows(y0, y1) -> array`` for files
+too large to hold), optional ``alpha`` (``HxW``, or a function), ``opacity`` (0..255),
 ``blend`` (4-byte key), ``hidden``, ``mask`` ``(rect, default, HxW array)``.
 A group is ``{"group": [children...], "opacity": .., "pass_through": bool}``.
 Channel data is PackBits, one row at a time, so a 100 MP file is written in
-bounded memory.
+bounded memory; or, with ``compression="zip"``, one zlib stream of per-row
+deltas (Photoshop's choice for 16-bit layers).
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,15 +25,26 @@ import numpy as np
 
 Rows = Callable[[int, int], np.ndarray]
 ROW_BLOCK = 256
+MODES = {"gray": (1, 1), "rgb": (3, 3), "cmyk": (4, 4)}  # name: (mode number, colour channels)
 
 
 def write_layered(
-    path: Path, width: int, height: int, layers: list[dict[str, Any]], *, psb: bool = False
+    path: Path,
+    width: int,
+    height: int,
+    layers: list[dict[str, Any]],
+    *,
+    psb: bool = False,
+    mode: str = "rgb",
+    depth: int = 8,
+    compression: str = "rle",
 ) -> None:
     version = 2 if psb else 1
+    mode_number, colours = MODES[mode]
     records = list(_flatten(layers))
     with path.open("wb") as out:
-        out.write(struct.pack(">4sH6sHIIHH", b"8BPS", version, b"", 3, height, width, 8, 3))
+        header = struct.pack(">4sH6sHIIHH", b"8BPS", version, b"", colours, height, width, depth, mode_number)
+        out.write(header)
         out.write(struct.pack(">I", 0))  # colour mode data
         resources = _version_info_resource()
         out.write(struct.pack(">I", len(resources)) + resources)
@@ -39,11 +53,14 @@ def write_layered(
         info_at = out.tell()
         out.write(bytes(4 * version))  # layer info length, patched below
         out.write(struct.pack(">h", len(records)))
-        channel_positions = [_write_record(out, record, version) for record in records]
+        channel_positions = [_write_record(out, record, version, colours) for record in records]
         for record, positions in zip(records, channel_positions, strict=True):
-            for (_channel, rows), length_at in zip(_channels(record), positions, strict=True):
+            for (_channel, rows), length_at in zip(_channels(record, colours), positions, strict=True):
                 start = out.tell()
-                _write_rle_channel(out, rows, record["rect"], version)
+                if compression == "zip":
+                    _write_zip_channel(out, rows, record["rect"], depth)
+                else:
+                    _write_rle_channel(out, rows, record["rect"], version, depth)
                 _patch(out, length_at, out.tell() - start, 4 * version)
         if (out.tell() - info_at) % 2:
             out.write(b"\0")
@@ -52,10 +69,10 @@ def write_layered(
         _patch(out, section_at, out.tell() - section_at - 4 * version, 4 * version)
         # The placeholder merged image Photoshop writes in that case: white, RLE.
         out.write(struct.pack(">H", 1))
-        white = imagecodecs.packbits_encode(bytes([255]) * width)
+        white = imagecodecs.packbits_encode(bytes([255]) * (width * depth // 8))
         entry = ">H" if version == 1 else ">I"
-        out.write(struct.pack(entry, len(white)) * (3 * height))
-        for _ in range(3 * height):
+        out.write(struct.pack(entry, len(white)) * (colours * height))
+        for _ in range(colours * height):
             out.write(white)
 
 
@@ -84,15 +101,15 @@ def _flatten(nodes: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             yield node
 
 
-def _channels(record: dict[str, Any]) -> list[tuple[int, Rows | None]]:
+def _channels(record: dict[str, Any], colours: int) -> list[tuple[int, Rows | None]]:
     if "divider" in record:
-        return [(-1, None), (0, None), (1, None), (2, None)]
+        return [(-1, None), *((c, None) for c in range(colours))]
     colour = record["colour"]
     channels: list[tuple[int, Rows | None]] = []
     alpha = record.get("alpha")
     if alpha is not None:
         channels.append((-1, _as_rows(alpha, None)))
-    channels += [(c, _as_rows(colour, c)) for c in range(3)]
+    channels += [(c, _as_rows(colour, c)) for c in range(colours)]
     if "mask" in record:
         mask_rect, _default, mask = record["mask"]
         channels.append((-2, _as_rows(mask, None, rect=mask_rect)))
@@ -102,15 +119,15 @@ def _channels(record: dict[str, Any]) -> list[tuple[int, Rows | None]]:
 def _as_rows(source: Any, channel: int | None, rect: tuple[int, int, int, int] | None = None) -> Rows:
     def rows(y0: int, y1: int) -> np.ndarray:
         block = source(y0, y1) if callable(source) else source[y0:y1]
-        return np.asarray(block if channel is None else block[..., channel], np.uint8)
+        return np.asarray(block if channel is None else block[..., channel])
 
     rows.rect = rect  # type: ignore[attr-defined]
     return rows
 
 
-def _write_record(out: BinaryIO, record: dict[str, Any], version: int) -> list[int]:
+def _write_record(out: BinaryIO, record: dict[str, Any], version: int, colours: int) -> list[int]:
     top, left, bottom, right = record["rect"]
-    channels = _channels(record)
+    channels = _channels(record, colours)
     out.write(struct.pack(">iiiiH", top, left, bottom, right, len(channels)))
     positions = []
     for channel, _ in channels:
@@ -139,12 +156,19 @@ def _write_record(out: BinaryIO, record: dict[str, Any], version: int) -> list[i
     return positions
 
 
+def _channel_size(rows: Rows | None, rect: tuple[int, int, int, int]) -> tuple[int, int]:
+    top, left, bottom, right = getattr(rows, "rect", None) or rect
+    return bottom - top, right - left
+
+
+def _stored(block: np.ndarray, depth: int) -> np.ndarray:
+    return np.ascontiguousarray(block, dtype=">u1" if depth == 8 else ">u2")
+
+
 def _write_rle_channel(
-    out: BinaryIO, rows: Rows | None, rect: tuple[int, int, int, int], version: int
+    out: BinaryIO, rows: Rows | None, rect: tuple[int, int, int, int], version: int, depth: int
 ) -> None:
-    mask_rect = getattr(rows, "rect", None) if rows is not None else None
-    top, left, bottom, right = mask_rect or rect
-    height, width = bottom - top, right - left
+    height, width = _channel_size(rows, rect)
     out.write(struct.pack(">H", 1))
     if rows is None or height <= 0 or width <= 0:
         return
@@ -153,7 +177,7 @@ def _write_rle_channel(
     out.write(bytes(struct.calcsize(entry) * height))
     lengths = []
     for y0 in range(0, height, ROW_BLOCK):
-        block = rows(y0, min(y0 + ROW_BLOCK, height))
+        block = _stored(rows(y0, min(y0 + ROW_BLOCK, height)), depth)
         for row in block:
             packed = imagecodecs.packbits_encode(row.tobytes())
             lengths.append(len(packed))
@@ -162,6 +186,18 @@ def _write_rle_channel(
     out.seek(table_at)
     out.write(np.asarray(lengths, dtype=entry).tobytes())
     out.seek(end)
+
+
+def _write_zip_channel(out: BinaryIO, rows: Rows | None, rect: tuple[int, int, int, int], depth: int) -> None:
+    """ZIP with prediction: each row as differences from its left neighbour, one zlib stream."""
+    height, width = _channel_size(rows, rect)
+    out.write(struct.pack(">H", 3))
+    if rows is None or height <= 0 or width <= 0:
+        return
+    values = np.asarray(rows(0, height), np.uint8 if depth == 8 else np.uint16)
+    deltas = values.copy()
+    deltas[:, 1:] = values[:, 1:] - values[:, :-1]  # wraps, as the format wants
+    out.write(zlib.compress(_stored(deltas, depth).tobytes()))
 
 
 def _patch(out: BinaryIO, at: int, value: int, size: int) -> None:

@@ -179,6 +179,50 @@ def test_band_by_band_equals_one_piece_and_psd_tools(tmp_path: Path, psb: bool, 
     np.testing.assert_array_equal(np.concatenate(pieces), one_piece)
 
 
+@pytest.mark.parametrize(
+    ("mode", "compression"),
+    [("cmyk", "zip"), ("gray", "rle"), ("rgb", "zip")],
+    ids=["cmyk-zip", "gray-rle", "rgb-zip"],
+)
+def test_16_bit_files_stay_16_bit_and_bands_equal_psd_tools(
+    tmp_path: Path, mode: str, compression: str
+) -> None:
+    rng = np.random.default_rng(11)
+    colours = {"cmyk": 4, "gray": 1, "rgb": 3}[mode]
+
+    def wide(*shape: int) -> np.ndarray:
+        return rng.integers(0, 65536, shape, dtype=np.uint16)
+
+    layers: list[dict[str, Any]] = [
+        {"name": "Background", "rect": (0, 0, 90, 70), "colour": wide(90, 70, colours)},
+        {
+            "name": "Subject",
+            "rect": (10, -5, 80, 60),
+            "colour": wide(70, 65, colours),
+            "alpha": wide(70, 65),
+            "opacity": 230,
+            "mask": ((0, 0, 45, 70), 0, wide(45, 70)),
+        },
+        {"group": [{"name": "Veil", "rect": (40, 0, 90, 70), "colour": wide(50, 70, colours), "alpha": wide(50, 70)}],
+         "name": "Group", "opacity": 100, "pass_through": True},
+    ]  # fmt: skip
+    path = tmp_path / f"{mode}16.psd"
+    write_layered(path, 70, 90, layers, mode=mode, depth=16, compression=compression)
+    with open_psd(path, max_megapixels=LIMIT_MP, layer_budget_megapixels=0) as banded:
+        assert isinstance(banded, LayeredPsdReader) and banded.composited_by == "bands"
+        assert banded.info.bit_depth == 16 and banded.info.colour == mode
+        pieces = np.concatenate([band for _, band in banded.bands(7)])
+        whole = banded.read()  # from the top again: the zlib streams restart
+        reference = _reference(path, banded)
+    assert pieces.dtype == np.uint16
+    np.testing.assert_array_equal(pieces, whole)
+    assert np.abs(_to_uint8(pieces).astype(int) - reference).max() <= 1
+    with open_psd(path, max_megapixels=LIMIT_MP, layer_budget_megapixels=100) as small:
+        by_psd_tools = small.read()
+    # float32 here, float64 in psd-tools: at most one level of 65535 apart.
+    assert np.abs(by_psd_tools.astype(int) - pieces).max() <= 1
+
+
 def test_a_layer_in_another_blend_mode_is_refused_by_name(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     layers = _studio_layers(rng, 64, 48, False)
