@@ -194,9 +194,9 @@ def _write_zip_channel(out: BinaryIO, rows: Rows | None, rect: tuple[int, int, i
     out.write(struct.pack(">H", 3))
     if rows is None or height <= 0 or width <= 0:
         return
-    values = np.asarray(rows(0, height), np.uint8 if depth == 8 else np.uint16)
+    values: np.ndarray = np.asarray(rows(0, height), np.uint8 if depth == 8 else np.uint16)
     deltas = values.copy()
-    deltas[:, 1:] = values[:, 1:] - values[:, :-1]  # wraps, as the format wants
+    np.subtract(values[:, 1:], values[:, :-1], out=deltas[:, 1:])  # wraps, as the format wants
     out.write(zlib.compress(_stored(deltas, depth).tobytes()))
 
 

@@ -203,9 +203,20 @@ def test_16_bit_files_stay_16_bit_and_bands_equal_psd_tools(
             "opacity": 230,
             "mask": ((0, 0, 45, 70), 0, wide(45, 70)),
         },
-        {"group": [{"name": "Veil", "rect": (40, 0, 90, 70), "colour": wide(50, 70, colours), "alpha": wide(50, 70)}],
-         "name": "Group", "opacity": 100, "pass_through": True},
-    ]  # fmt: skip
+        {
+            "group": [
+                {
+                    "name": "Veil",
+                    "rect": (40, 0, 90, 70),
+                    "colour": wide(50, 70, colours),
+                    "alpha": wide(50, 70),
+                }
+            ],
+            "name": "Group",
+            "opacity": 100,
+            "pass_through": True,
+        },
+    ]
     path = tmp_path / f"{mode}16.psd"
     write_layered(path, 70, 90, layers, mode=mode, depth=16, compression=compression)
     with open_psd(path, max_megapixels=LIMIT_MP, layer_budget_megapixels=0) as banded:
