@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -285,6 +287,64 @@ def test_damaged_layer_pixels_are_corrupt_not_black(tmp_path: Path, budget: floa
         open_psd(path, max_megapixels=LIMIT_MP, layer_budget_megapixels=budget) as reader,
     ):
         reader.read()
+
+
+# A child process whose whole address space is capped: numpy, imagecodecs and psd-tools
+# take ~500 MB of it before the first pixel.
+COMPOSITE_UNDER_CAP = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from pathlib import Path
+from daemon.io.psd import open_psd
+budget = float(sys.argv[2])
+try:
+    with open_psd(Path(sys.argv[1]), max_megapixels=1000, layer_budget_megapixels=budget) as reader:
+        reader.proxy(1024)
+        rows = sum(band.shape[0] for _, band in reader.bands(512))
+    print(reader.composited_by, rows)
+except MemoryError:
+    print("MemoryError")
+"""
+
+
+def _blocks(width: int, seed: int, channels: int | None) -> Any:
+    def rows(y0: int, y1: int) -> np.ndarray:
+        base = ((np.arange(y0, y1)[:, None] // 64) * 37 + (np.arange(width)[None, :] // 64) * 11 + seed) % 256
+        if channels is None:
+            return base.astype(np.uint8)
+        return np.stack([(base + 85 * c) % 256 for c in range(channels)], axis=2).astype(np.uint8)
+
+    return rows
+
+
+def test_a_12_mp_file_is_composited_band_by_band_in_1_gb_of_address_space(tmp_path: Path) -> None:
+    path = tmp_path / "large.psb"
+    width, height = 4000, 3000
+    layers: list[dict[str, Any]] = [
+        {"name": "Background", "rect": (0, 0, height, width), "colour": _blocks(width, 1, 3)},
+        {
+            "name": "Subject",
+            "rect": (500, 600, 2500, 3400),
+            "colour": _blocks(2800, 2, 3),
+            "alpha": _blocks(2800, 3, None),
+            "mask": ((0, 0, 1500, width), 255, _blocks(width, 4, None)),
+        },
+        {"group": [{"name": "Veil", "rect": (0, 0, height, 2000), "colour": _blocks(2000, 5, 3),
+                    "alpha": _blocks(2000, 6, None), "opacity": 128}], "name": "Group", "opacity": 180},
+    ]  # fmt: skip
+    write_layered(path, width, height, layers, psb=True)
+
+    def composite(budget: float) -> str:
+        result = subprocess.run(
+            [sys.executable, "-c", COMPOSITE_UNDER_CAP, str(path), str(budget)],
+            capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2],
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    assert composite(budget=4) == "bands 3000"
+    # The cap is real: psd-tools, asked to do the same file at once, runs out of it.
+    assert composite(budget=100) == "MemoryError"
 
 
 def test_the_budget_must_be_positive() -> None:
