@@ -70,7 +70,12 @@ class ChannelRows:
         if self.compression == RLE:
             offsets = self._rle_offsets()
             start, end = int(offsets[y0]), int(offsets[y1])
-            decoded = imagecodecs.packbits_decode(self._read_at(start, end - start))
+            try:
+                decoded = imagecodecs.packbits_decode(self._read_at(start, end - start))
+            except RuntimeError as error:  # imagecodecs.ImcdError, which is made lazily
+                raise CorruptInput(
+                    f"damaged RLE data in layer channel {self._channel.id}: {error}"
+                ) from error
             if len(decoded) != (y1 - y0) * self._row_bytes:
                 raise CorruptInput(f"damaged RLE data in layer channel {self._channel.id}")
             return bytes(decoded)

@@ -270,8 +270,9 @@ def test_a_hidden_layer_in_another_blend_mode_changes_nothing(tmp_path: Path) ->
         assert reader.read().shape == (48, 64, 3)
 
 
+@pytest.mark.parametrize("damage", ["row-table", "last-row"])
 @pytest.mark.parametrize("budget", [0, 100], ids=["bands", "psd-tools"])
-def test_damaged_layer_pixels_are_corrupt_not_black(tmp_path: Path, budget: float) -> None:
+def test_damaged_layer_pixels_are_corrupt_not_black(tmp_path: Path, budget: float, damage: str) -> None:
     path = tmp_path / "damaged.psd"
     write_layered(path, 64, 48, _studio_layers(np.random.default_rng(3), 64, 48, False))
     with path.open("rb") as fp:
@@ -280,7 +281,13 @@ def test_damaged_layer_pixels_are_corrupt_not_black(tmp_path: Path, budget: floa
     assert isinstance(subject, Layer) and subject.name == "Subject"
     green = subject.channels[1]
     data = bytearray(path.read_bytes())
-    data[green.offset + 2 : green.offset + 4] = b"\x7f\xff"  # the first row's length: past the channel
+    if damage == "row-table":
+        data[green.offset + 2 : green.offset + 4] = b"\x7f\xff"  # the first row's length: past the channel
+    else:
+        rows = subject.rect.bottom - subject.rect.top
+        last_row_length = int.from_bytes(data[green.offset + 2 * rows : green.offset + 2 * rows + 2], "big")
+        last_row = green.offset + green.length - last_row_length
+        data[last_row] = 0x7F  # a literal run of 128 bytes where the data ends sooner
     path.write_bytes(bytes(data))
     with (
         pytest.raises(CorruptInput, match="damaged"),
