@@ -83,11 +83,15 @@ class BandCompositor:
         rows = slice(top - y0, bottom - y0)
         cols = slice(left, right)
         coverage = np.full((bottom - top, right - left), layer.opacity, np.float32)
+        if layer.mask is not None:
+            coverage *= self._mask(layer.mask, box)
+        if layer.fill is not None:
+            fill = np.asarray(layer.fill, np.float32)
+            _over(canvas[rows, cols], alpha[rows, cols], fill * coverage[..., None], coverage)
+            return
         transparency = layer.channels.get(CHANNEL_TRANSPARENCY)
         if transparency is not None:
             coverage *= self._rows(transparency, layer.rect, box)
-        if layer.mask is not None:
-            coverage *= self._mask(layer.mask, box)
         colour = np.stack(
             [self._rows(layer.channels[c], layer.rect, box) for c in range(self._layout.colour_channels)],
             axis=2,
@@ -160,7 +164,7 @@ class BandCompositor:
         for node in nodes:
             if isinstance(node, Group):
                 self._check_colour_channels(node.children)
-            elif not node.rect.empty:
+            elif not node.rect.empty and node.fill is None:
                 missing = [c for c in range(self._layout.colour_channels) if c not in node.channels]
                 if missing:
                     raise CorruptInput(f"layer '{node.name}' lacks colour channel(s) {missing}")
@@ -199,7 +203,7 @@ def _walk(nodes: list[Node]) -> Iterator[Node]:
 
 
 def _stored_channels(node: Node) -> Iterator[tuple[Channel, Rect]]:
-    if isinstance(node, Layer):
+    if isinstance(node, Layer) and node.fill is None:
         for channel_id, channel in node.channels.items():
             if channel_id >= CHANNEL_TRANSPARENCY:
                 yield channel, node.rect

@@ -3,8 +3,9 @@ Compatibility"): the layers are composited instead.
 
 Which files: :mod:`daemon.io._psd_records` decides, once for both ways below,
 and refuses with the layer's name whatever it cannot composite faithfully
-(adjustment and fill layers, blend modes other than normal, layer effects,
-vector masks, clipping masks, knockout, Blend If). Spot colour channels are
+(adjustment layers, gradient and pattern fills, shapes drawn from vectors only,
+blend modes other than normal, layer effects, vector masks, clipping masks,
+knockout, Blend If, artboards). Spot colour channels are
 refused as for the merged image (cutting out the layers alone would drop the
 spot inks).
 
@@ -205,7 +206,7 @@ def _is_opaque(tree: list[Layer | Group], layout: PsdLayout) -> bool:
     bottom = tree[0]
     if not isinstance(bottom, Layer) or bottom.opacity < 1.0 or bottom.mask is not None:
         return False
-    if CHANNEL_TRANSPARENCY in bottom.channels:
+    if bottom.fill is None and CHANNEL_TRANSPARENCY in bottom.channels:
         return False
     rect = bottom.rect
     return rect.top <= 0 and rect.left <= 0 and rect.bottom >= layout.height and rect.right >= layout.width

@@ -25,6 +25,7 @@ from psd_tools.constants import BlendMode, SectionDivider, Tag
 from psd_tools.psd.layer_and_mask import LayerRecord, MaskData
 
 from daemon.errors import CorruptInput, UnsupportedInput
+from daemon.io._psd_fill import solid_fill_colour
 from daemon.io._psd_layout import MAX_SIDE, PSB_LONG_LENGTH_KEYS, PsdLayout
 
 ADVICE = "save it with Maximize Compatibility"
@@ -82,13 +83,15 @@ class Mask:
 
 @dataclass(frozen=True)
 class Layer:
-    """A layer whose stored pixels are composited with the normal blend mode."""
+    """A layer composited with the normal blend mode: its stored pixels, or a solid fill."""
 
     name: str
     rect: Rect
     opacity: float  # layer opacity times fill opacity, 0..1
     channels: dict[int, Channel]
     mask: Mask | None
+    #: A solid colour fill layer: this colour (stored values) over the whole canvas, no pixels.
+    fill: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ def read_layer_tree(fp: BinaryIO, layout: PsdLayout) -> list[Layer | Group]:
             if group is not None:
                 stack[-1][0].append(group)
         else:
-            layer = _layer(record, channels)
+            layer = _layer(record, channels, layout)
             if layer is not None:
                 stack[-1][0].append(layer)
     if len(stack) != 1:
@@ -150,7 +153,7 @@ def _common_checks(record: LayerRecord, what: str) -> None:
         raise UnsupportedInput(f"layer '{name}' is a clipping mask; {ADVICE}")
 
 
-def _layer(record: LayerRecord, channels: dict[int, Channel]) -> Layer | None:
+def _layer(record: LayerRecord, channels: dict[int, Channel], layout: PsdLayout) -> Layer | None:
     if not record.flags.visible:
         return None  # a hidden layer of any kind changes nothing
     name = _name(record)
@@ -167,7 +170,8 @@ def _layer(record: LayerRecord, channels: dict[int, Channel]) -> Layer | None:
     # rendering (colour and anti-aliased coverage) as the layer's pixels, which
     # psd-tools also composites as they are. A plain fill layer has none.
     is_shape = is_fill and vector_mask_on and has_pixels
-    if is_fill and not is_shape:
+    solid = Tag.SOLID_COLOR_SHEET_SETTING in keys and not vector_mask_on
+    if is_fill and not is_shape and not solid:
         raise UnsupportedInput(
             f"layer '{name}' is a shape or fill layer without stored pixels "
             f"(drawn from its settings); {ADVICE}"
@@ -188,12 +192,18 @@ def _layer(record: LayerRecord, channels: dict[int, Channel]) -> Layer | None:
         # to skip it. Rather than guess, refuse.
         raise UnsupportedInput(f"shape layer '{name}' has a layer mask; {ADVICE}")
     fill = blocks.get_data(Tag.BLEND_FILL_OPACITY, 255) if blocks else 255
+    rect = _rect(name, record.top, record.left, record.bottom, record.right)
+    colour = None
+    if solid:
+        colour = solid_fill_colour(blocks.get_data(Tag.SOLID_COLOR_SHEET_SETTING), layout.mode, name, ADVICE)
+        rect = Rect(0, 0, layout.height, layout.width)  # a fill has no edges; its mask shapes it
     return Layer(
         name=name,
-        rect=_rect(name, record.top, record.left, record.bottom, record.right),
+        rect=rect,
         opacity=record.opacity / 255.0 * fill / 255.0,
         channels=channels,
         mask=mask,
+        fill=colour,
     )
 
 
