@@ -117,7 +117,10 @@ def _jpeg(fh: BinaryIO, size: int, name: str) -> RasterHeader:
     while True:
         head = _read_at(fh, pos, 2, name, "JPEG")
         if head[0] != 0xFF:
-            raise _damaged(name, "JPEG", f"no marker at byte {pos} (found 0x{head[0]:02X})")
+            # Extraneous bytes before a marker: libjpeg and Pillow skip them (with a warning),
+            # and cameras do write them, so we skip them too.
+            pos = _next_marker(fh, pos, size, name)
+            continue
         marker = head[1]
         if marker == 0xFF:  # fill byte before a marker
             pos += 1
@@ -146,6 +149,20 @@ def _jpeg(fh: BinaryIO, size: int, name: str) -> RasterHeader:
         if marker == 0xDA:
             raise _damaged(name, "JPEG", "image data starts before any frame header")
         pos += 2 + length
+
+
+def _next_marker(fh: BinaryIO, pos: int, size: int, name: str) -> int:
+    """The offset of the next 0xFF byte after ``pos``, read 64 KB at a time."""
+    while pos < size:
+        fh.seek(pos)
+        block = fh.read(1 << 16)
+        found = block.find(b"\xff")
+        if found >= 0:
+            return pos + found
+        pos += len(block)
+        if not block:
+            break
+    raise _damaged(name, "JPEG", f"truncated at byte {size}, before the frame header")
 
 
 def _webp(fh: BinaryIO, size: int, name: str) -> RasterHeader:

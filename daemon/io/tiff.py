@@ -195,6 +195,10 @@ class TiffReader:
 
 
 def _bit_depth(page: tifffile.TiffPage) -> int:
+    if isinstance(page.bitspersample, tuple) or isinstance(page.sampleformat, tuple):
+        # tifffile hands back a tuple when the samples of one pixel differ (or the tag is damaged).
+        kinds = f"bits {page.bitspersample}, formats {page.sampleformat}"
+        raise UnsupportedInput(f"unsupported: TIFF samples of different sizes or types ({kinds})")
     bits, sample_format = int(page.bitspersample), int(page.sampleformat)
     if bits not in (8, 16) or sample_format != 1:
         kind = {1: "unsigned", 2: "signed", 3: "float"}.get(sample_format, f"format {sample_format}")
