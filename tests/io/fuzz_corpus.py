@@ -1,14 +1,14 @@
 """A seeded corpus of damaged image files: small valid seeds of every reader's format, mutated.
 
-Shared by ``tests/io/test_fuzz.py`` (a few hundred cases) and ``bench/fuzz.py`` (thousands).
+Shared by ``tests/io/test_fuzz.py`` (a few thousand cases) and ``bench/fuzz.py`` (more).
 The same ``(seed, index)`` always gives the same bytes, so a failing case can be rebuilt.
 
 Mutations are what damaged files look like in a studio (a flipped byte on a bad card, a copy
 cut short) and what hostile ones do (a length field set to 0xFFFFFFFF, an offset past the
 end): byte flips, truncation, and corruption of the format's own length and offset fields
-(PNG chunk lengths and IHDR size, JPEG segment lengths and SOF size, WebP chunk sizes, TIFF
-offsets, counts and sizes in the first IFD, PSD section lengths, header fields and RLE row
-counts).
+(PNG chunk lengths and IHDR size, JPEG segment lengths and SOF size, WebP chunk sizes, HEIC
+box sizes, TIFF offsets, counts and sizes in the first IFD, PSD section lengths, header
+fields and RLE row counts).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ PSD_SEEDS = {
 @dataclass(frozen=True)
 class Seed:
     name: str
-    format: str  # jpeg, png, webp, tiff, psd
+    format: str  # jpeg, png, webp, tiff, psd, heif
     data: bytes
 
 
@@ -93,6 +93,15 @@ def _psd16_rle() -> bytes:
     return header + struct.pack(">III", 0, 0, 0) + struct.pack(">H", 1) + table + b"".join(rows)
 
 
+def _heic(image: Image.Image) -> bytes:
+    import pillow_heif
+
+    out = io.BytesIO()
+    heif = pillow_heif.from_pillow(image)
+    heif.save(out, quality=70)
+    return out.getvalue()
+
+
 def seeds() -> list[Seed]:
     """Small valid files of every format and layout the readers handle."""
     rgb = Image.fromarray(_picture(48, 64, 3))
@@ -116,6 +125,7 @@ def seeds() -> list[Seed]:
         Seed("tiff_raw_rgba", "tiff", _tiff(_picture(40, 48, 4), rowsperstrip=5, extrasamples=[2])),
         Seed("tiff_packbits_gray", "tiff", _tiff(_picture(30, 50, 1)[..., 0], compression="packbits")),
         Seed("psd16_rle", "psd", _psd16_rle()),
+        Seed("heic", "heif", _heic(rgb)),
     ]
     for name, relative in PSD_SEEDS.items():
         found.append(Seed(name, "psd", (PSD_CORPUS / relative).read_bytes()))
@@ -219,7 +229,25 @@ def psd_fields(data: bytes) -> list[tuple[int, int]]:
     return fields
 
 
+def heif_fields(data: bytes) -> list[tuple[int, int]]:
+    """(offset, size) of the top-level ISO-BMFF box sizes and the ``meta`` box's children's sizes."""
+    fields, pos = [], 0
+    while pos + 8 <= len(data):
+        (size,) = struct.unpack_from(">I", data, pos)
+        fields.append((pos, 4))
+        if data[pos + 4 : pos + 8] == b"meta":  # a full box: 4 bytes of version and flags first
+            inner = pos + 12
+            while inner + 8 <= min(len(data), pos + size):
+                fields.append((inner, 4))
+                inner += max(8, struct.unpack_from(">I", data, inner)[0])
+        if size < 8:
+            break
+        pos += size
+    return fields
+
+
 FIELDS: dict[str, Callable[[bytes], list[tuple[int, int]]]] = {
+    "heif": heif_fields,
     "png": png_fields,
     "jpeg": jpeg_fields,
     "webp": webp_fields,

@@ -1,7 +1,7 @@
 """Damaged files of every format end in a project error or in pixels: never anything else.
 
 A seeded corpus (``fuzz_corpus``): small valid JPEG, PNG 8/16-bit, WebP lossy/lossless,
-TIFF striped/tiled/compressed/raw and PSD/PSB 8/16-bit RLE/raw files, each mutated by byte
+TIFF striped/tiled/compressed/raw, PSD/PSB 8/16-bit RLE/raw and HEIC files, each mutated by byte
 flips, truncation and corruption of its length and offset fields. Each case goes through
 ``open_image`` + ``proxy`` + every band in a worker process whose address space is capped
 (``fuzz_runner``), with a deadline per case. ``bench/fuzz.py`` runs the same at larger counts.
@@ -44,7 +44,7 @@ def test_damaged_files_raise_only_project_errors_without_hanging_or_growing(tmp_
     assert bad == [], f"{len(bad)} of {CASES} cases ended outside daemon.errors:\n" + "\n".join(bad[:30])
     assert peak_kb / 1024 < MAX_WORKER_RSS_MB
     formats = {fmt for fmt, _ in outcomes}
-    assert formats == {"jpeg", "png", "webp", "tiff", "psd"}
+    assert formats == {"jpeg", "png", "webp", "tiff", "psd", "heif"}
     for fmt in formats:  # the mutations neither always break a file nor never do
         assert outcomes[fmt, "ok"] > 0
         assert sum(n for (f, outcome), n in outcomes.items() if f == fmt and outcome != "ok") > 0
