@@ -9,6 +9,7 @@ pass as ``TooLarge``.
 
 from __future__ import annotations
 
+import resource
 import struct
 import subprocess
 import time
@@ -23,8 +24,11 @@ from daemon.errors import CorruptInput, TooLarge
 from daemon.io.detect import open_image
 from tests.conftest import HOTMATTE, REPO, SMALL_MODEL_SIZE
 from tests.io.fuzz_runner import ADDRESS_SPACE_BYTES, Worker
+from tests.service_harness import Daemon, folder_settings, write_config
 
 SIDE = 100_000  # 10,000 MP, 30 GB as RGB
+# The daemon runs more threads than hotmatte process (each reserves address space for its stack).
+DAEMON_ADDRESS_SPACE = 4 << 30
 
 
 def _png_chunk(kind: bytes, payload: bytes, length: int | None = None) -> bytes:
@@ -154,7 +158,8 @@ def test_an_absurd_side_is_refused_whatever_max_megapixels_allows(tmp_path: Path
 
 
 def _valid_png(tmp_path: Path) -> bytes:
-    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(tmp_path / "ok.png")
+    noise = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "ok.png")
     return (tmp_path / "ok.png").read_bytes()
 
 
@@ -172,7 +177,34 @@ def test_a_chunk_length_past_the_end_is_refused_before_pillow_reads_it(tmp_path:
 def test_a_truncated_png_is_corrupt_at_once_not_a_transient_os_error(tmp_path: Path) -> None:
     data = _valid_png(tmp_path)
     path = tmp_path / "cut.png"
-    path.write_bytes(data[: len(data) - 20])  # inside IDAT
+    path.write_bytes(data[: len(data) // 2])  # a copy cut short, inside IDAT
     with pytest.raises(CorruptInput, match=r"cut\.png: damaged PNG .*re-export or re-copy the file"):
         reader = open_image(path, max_megapixels=10)
         reader.proxy(64)
+
+
+def _cap_address_space() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (DAEMON_ADDRESS_SPACE, DAEMON_ADDRESS_SPACE))
+
+
+def test_the_daemon_fails_a_bomb_and_a_truncated_png_at_once_and_goes_on(tmp_path: Path) -> None:
+    good = _valid_png(tmp_path)
+    hostile = {
+        "png-bomb.png": (png_bomb(), "TooLarge", f"{SIDE}×{SIDE}"),
+        "cut.png": (good[: len(good) // 2], "CorruptInput", "damaged PNG"),
+    }
+    config = write_config(tmp_path / "config.yaml", [folder_settings(tmp_path, "hot")])
+    # A memory cap as systemd's MemoryMax would set: a decode of the bomb could not pass unnoticed.
+    with Daemon(config, run_as={"preexec_fn": _cap_address_space}) as daemon:
+        daemon.wait_for("start")
+        for name, (data, _, _) in hostile.items():
+            (tmp_path / "hot" / name).write_bytes(data)
+        failed = daemon.wait_for("failed", count=len(hostile), timeout=60)
+        (tmp_path / "hot" / "good.png").write_bytes(good)
+        daemon.wait_for("done", path="good.png")
+        assert daemon.proc.poll() is None
+        assert daemon.named("retry") == []  # damaged bytes are never retried as a disk error
+        assert daemon.terminate() == 0
+    for event in failed:
+        _, error_class, words = hostile[event["path"]]
+        assert event["error_class"] == error_class and words in event["reason"], event
