@@ -4,8 +4,9 @@ Every reader's public calls (open, ``proxy``, ``bands``, ``read``) run inside
 :func:`damaged_bytes_are_input_errors`. What the libraries under them (Pillow, OpenCV,
 tifffile, imagecodecs, struct, zlib, numpy on impossible shapes) raise on bytes that do not
 make sense becomes :class:`~daemon.errors.CorruptInput` at once, naming the file, the format
-and what the decoder said, with the remedy (re-export or re-copy). Nothing of that kind is
-worth retrying: the same bytes fail the same way.
+and what the decoder said, with the remedy (re-export or re-copy); a ``CorruptInput`` a
+format module raised itself ("truncated PSD: ...") gets the name and the remedy too. Nothing
+of that kind is worth retrying: the same bytes fail the same way.
 
 Failures of the *filesystem* are not the file's fault and must stay transient: the daemon
 retries an ``OSError`` with backoff. The two are told apart by ``errno``: an error the
@@ -63,6 +64,11 @@ def damaged_bytes_are_input_errors(name: str, what: str) -> Iterator[None]:
     """Re-raise a decoder's failure on ``name`` (a ``what``: "PNG", "TIFF"...) as a project error."""
     try:
         yield
+    except CorruptInput as error:
+        # The format modules' own refusals ("truncated PSD: ...") get the file's name and the remedy.
+        if str(error).startswith(f"{name}: "):
+            raise
+        raise CorruptInput(f"{name}: {error}; {REMEDY}") from error
     except HotmatteError:
         raise
     except MemoryError:

@@ -33,7 +33,7 @@ import tifffile
 
 from daemon.errors import CorruptInput, UnsupportedInput
 from daemon.io._colour import ColourConverter, SampleLayout, to_uint8
-from daemon.io._damage import damaged_bytes_are_input_errors
+from daemon.io._damage import REMEDY, damaged_bytes_are_input_errors
 from daemon.io._header import check_size
 from daemon.io._orient import TRANSPOSING, normalise_orientation, orient, oriented_shape, stored_window
 from daemon.io._resample import area_resize
@@ -46,8 +46,17 @@ DEFAULT_WINDOW_BYTES = 128 << 20
 PROXY_BAND_ROWS = 512
 PHOTOMETRIC_COLOUR: dict[int, ColourSpace] = {0: "gray", 1: "gray", 2: "rgb", 5: "cmyk"}
 EXTRASAMPLE_ASSOCIATED, EXTRASAMPLE_UNASSOCIATED = 1, 2
-# What tifffile (and the struct/zlib code under it) raises on a damaged header.
-HEADER_ERRORS = (tifffile.TiffFileError, ValueError, KeyError, IndexError, struct.error, EOFError)
+# What tifffile (and the struct/zlib code under it) raises on a damaged header: TypeError and
+# ArithmeticError when a tag that should hold one number holds several, or a zero.
+HEADER_ERRORS = (
+    tifffile.TiffFileError,
+    ValueError,
+    TypeError,
+    LookupError,
+    ArithmeticError,
+    struct.error,
+    EOFError,
+)
 
 
 def open_tiff(
@@ -69,12 +78,12 @@ def open_tiff(
         try:
             tif = tifffile.TiffFile(path)
         except HEADER_ERRORS as exc:
-            raise CorruptInput(f"not a readable TIFF: {exc}") from exc
+            raise CorruptInput(f"{name}: not a readable TIFF ({exc}); {REMEDY}") from exc
         try:
             return TiffReader(tif, max_megapixels, max_segment_bytes, window_bytes, name=name)
         except HEADER_ERRORS as exc:
             tif.close()
-            raise CorruptInput(f"damaged TIFF header: {exc}") from exc
+            raise CorruptInput(f"{name}: damaged TIFF header ({exc}); {REMEDY}") from exc
         except BaseException:
             tif.close()
             raise
