@@ -43,10 +43,6 @@ class Result:
         return self.outcome == "ok" or self.project_error
 
 
-def _limit_address_space(limit: int) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-
 class Worker:
     """A reader worker process, restarted after a hang or crash."""
 
@@ -65,9 +61,9 @@ class Worker:
 
     def _start(self) -> subprocess.Popen[str]:
         env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-        limit = self._address_space
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.io.fuzz_runner"],
+            # The worker caps its own address space first thing (no preexec_fn: unsafe with threads).
+            [sys.executable, "-m", "tests.io.fuzz_runner", str(self._address_space)],
             cwd=REPO,
             env=env,
             stdin=subprocess.PIPE,
@@ -75,7 +71,6 @@ class Worker:
             stderr=subprocess.DEVNULL,
             text=True,
             start_new_session=True,
-            preexec_fn=lambda: _limit_address_space(limit),
         )
         assert process.stdout is not None
         ready, _, _ = select.select([process.stdout], [], [], 60)
@@ -135,7 +130,8 @@ def _exercise(path: Path) -> None:
         reader.close()
 
 
-def _serve() -> None:
+def _serve(address_space: int) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
     from daemon.errors import HotmatteError
 
     print("ready", flush=True)
@@ -154,4 +150,4 @@ def _serve() -> None:
 
 
 if __name__ == "__main__":
-    _serve()
+    _serve(int(sys.argv[1]))
