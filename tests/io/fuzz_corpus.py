@@ -39,7 +39,8 @@ PSD_CORPUS = next(
     _REPO.parent / "shared/corpus/psd",
 )
 # Small corpus files (copied, never modified): 8-bit RLE with transparency (PSD and PSB),
-# 8 and 16-bit raw, 16-bit raw PSB, a layered 8-bit RLE file, grayscale.
+# 8 and 16-bit raw, 16-bit raw PSB, a layered 8-bit RLE file, grayscale, and one saved
+# without a merged image (its layers are composited).
 PSD_SEEDS = {
     "psd8_rle_alpha": "transparentbg-gimp.psd",
     "psb8_rle_alpha": "transparentbg-gimp.psb",
@@ -48,6 +49,7 @@ PSD_SEEDS = {
     "psb16_raw": "16bit5x5.psb",
     "psd8_rle_layers": "1layer.psd",
     "psd8_gray_raw": "colormodes/4x4_8bit_grayscale.psd",
+    "psd8_layers_only": "layers-minimal/pixel-layer.psd",  # no merged image: the layers are composited
 }
 
 
