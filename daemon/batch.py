@@ -12,7 +12,8 @@ from typing import TextIO
 
 from daemon.config import DEFAULT_EXCLUDES
 from daemon.errors import HotmatteError
-from daemon.outputs import mirrored_path
+from daemon.naming import DEFAULT_OUTPUT_NAME, output_relative
+from daemon.outputs import Destination
 from daemon.pipeline import Job, Outcome, Pipeline
 from daemon.watch import GlobFilter
 
@@ -47,21 +48,32 @@ class Plan:
     refused: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def plan_jobs(inputs: Iterable[Path], output_root: Path, profile: str, output_format: str) -> Plan:
-    """One job per input; a second input that would land on the same output is refused, never overwritten."""
+def plan_jobs(
+    inputs: Iterable[Path],
+    output_root: Path,
+    profile: str,
+    output_format: str,
+    output_name: str = DEFAULT_OUTPUT_NAME,
+) -> Plan:
+    """One job per input; a second input that would land on the same output is refused, never overwritten.
+
+    ``output_name`` is the file name template (daemon/naming.py), already checked.
+    """
     plan = Plan()
     claimed: dict[Path, Path] = {}
     for source, root in walk_inputs(inputs):
         if not source.exists():
             plan.refused.append((source, "no such file or directory"))
             continue
-        destination = mirrored_path(source, root, output_root, output_format)
-        if destination in claimed:
+        relative = source.relative_to(root).as_posix()
+        name = output_relative(output_name, relative, profile, output_format)
+        destination = Destination(output_root, name)
+        if destination.path in claimed:
             plan.refused.append(
-                (source, f"its output {destination} is already the output of {claimed[destination]}")
+                (source, f"its output {destination} is already the output of {claimed[destination.path]}")
             )
             continue
-        claimed[destination] = source
+        claimed[destination.path] = source
         plan.jobs.append(Job(source=source, destination=destination, profile=profile))
     return plan
 

@@ -27,6 +27,7 @@ from daemon.errors import DeviceOutOfMemory
 from daemon.io._types import ImageReader
 from daemon.io.detect import open_image
 from daemon.matting.engine import MattingEngine, load_engine, prepare
+from daemon.outputs import Destination
 from daemon.profiles import Profile, get_profile
 from daemon.stage_stats import StageClock, StageReport, save_report
 from daemon.threads import cpu_count, model_threads_for, single_threaded_opencv, use_cpu_threads
@@ -57,12 +58,13 @@ def proxy_side(width: int, height: int, size: int) -> int:
 @dataclass(frozen=True)
 class Job:
     source: Path
-    destination: Path
+    #: Where the result goes: a path below a trusted root (daemon.outputs.Destination).
+    destination: Destination
     profile: str = "raw"
     key: Hashable = None
     #: When set, a result whose confidence is below ``review_below`` goes to ``review_destination``.
     review_below: float | None = None
-    review_destination: Path | None = None
+    review_destination: Destination | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class Pipeline:
         queue_size: int = 8,
         batch_size: int = 1,
         max_megapixels: float = 250.0,
+        psd_layer_budget_megapixels: float = 4.0,
         profiles: Mapping[str, Profile] | None = None,
         model_threads: int | None = None,
     ) -> None:
@@ -119,6 +122,7 @@ class Pipeline:
         self.on_outcome = on_outcome
         self.batch_size = batch_size
         self.max_megapixels = max_megapixels
+        self.psd_layer_budget_megapixels = psd_layer_budget_megapixels
         self._decode_q: queue.Queue[object] = queue.Queue(queue_size)
         self._model_q: queue.Queue[object] = queue.Queue(queue_size)
         self._finish_q: queue.Queue[object] = queue.Queue(queue_size)
@@ -231,7 +235,11 @@ class Pipeline:
             started = time.perf_counter()
             try:
                 profile = get_profile(item.job.profile, self.profiles)
-                item.reader = open_image(item.job.source, max_megapixels=self.max_megapixels)
+                item.reader = open_image(
+                    item.job.source,
+                    max_megapixels=self.max_megapixels,
+                    psd_layer_budget_megapixels=self.psd_layer_budget_megapixels,
+                )
                 side = proxy_side(*item.reader.info.oriented_size, size)
                 proxy = item.reader.proxy(side)
                 item.prepared = prepare(proxy, size)
@@ -356,6 +364,7 @@ def build_pipeline(config: Config, on_outcome: Callable[[Outcome], None]) -> Pip
         queue_size=config.workers.queue_size,
         batch_size=batch,
         max_megapixels=config.max_megapixels,
+        psd_layer_budget_megapixels=config.psd_layer_budget_megapixels,
         profiles=config.profiles,
         model_threads=model_threads_for(engine.device),
     )

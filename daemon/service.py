@@ -20,6 +20,7 @@ import signal
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -30,18 +31,29 @@ from daemon.config import Config, Folder, load_config
 from daemon.errors import ConfigError, OutputCollision
 from daemon.journal import Entry, Fingerprint, Journal, profile_hash
 from daemon.logs import configure_logging
+from daemon.naming import DEFAULT_OUTPUT_NAME, output_relative
 from daemon.notify import Notifier
 from daemon.outcomes import OutcomeRecorder, Running
-from daemon.outputs import mirrored_path, remove_stale_temporaries
+from daemon.outputs import Destination, remove_stale_temporaries
 from daemon.pipeline import PIPELINE_VERSION, Job, Outcome, Pipeline, build_pipeline
 from daemon.profiles import get_profile
+from daemon.roots import folder_roots_available, keep_state_beside, remember_roots
 from daemon.stage_stats import report_path_for, save_report
+from daemon.upkeep import JournalUpkeep
 from daemon.watch import FolderWatcher
 
 log = structlog.get_logger("hotmatte")
 
 #: Settings the running engine and pipeline were built with; changing them needs a restart.
-RESTART_KEYS = ("weights", "device", "model_size", "max_megapixels", "journal", "workers")
+RESTART_KEYS = (
+    "weights",
+    "device",
+    "model_size",
+    "max_megapixels",
+    "psd_layer_budget_megapixels",
+    "journal",
+    "workers",
+)
 STATUS_EVERY_SECONDS = 2.0
 #: How often the per-stage timings are logged and saved for `hotmatte status`.
 STAGES_EVERY_SECONDS = 30.0
@@ -62,10 +74,19 @@ def output_format(folder: Folder, config: Config) -> str:
     return folder.output_format or get_profile(folder.profile, config.profiles).output_format
 
 
+def output_template(folder: Folder, config: Config) -> str:
+    """The folder's ``output_name``, else its profile's (daemon/naming.py)."""
+    return folder.output_name or get_profile(folder.profile, config.profiles).output_name
+
+
 def fingerprint(config: Config, folder: Folder, size: int, mtime_ns: int) -> Fingerprint:
-    # Every knob of the profile: changing any of them must redo the folder's files.
-    settings = get_profile(folder.profile, config.profiles).model_dump_json()
+    # Every knob of the profile: changing any of them must redo the folder's files. The output
+    # name too: a changed template is a changed output, written again under its new name.
+    settings = get_profile(folder.profile, config.profiles).model_dump_json(exclude={"output_name"})
     digest = profile_hash(settings, output_format(folder, config), config.model_size)
+    template = output_template(folder, config)
+    if template != DEFAULT_OUTPUT_NAME:  # folded in only when set, so existing journals stay valid
+        digest = profile_hash(digest, template)
     return Fingerprint(size, mtime_ns, digest, PIPELINE_VERSION)
 
 
@@ -73,10 +94,18 @@ def relative_key(folder: Folder, path: Path) -> str:
     return path.relative_to(folder.input).as_posix()
 
 
-def destination_for(folder: Folder, relative: str, config: Config, root: Path | None = None) -> Path:
+def destination_for(folder: Folder, relative: str, config: Config, root: Path | None = None) -> Destination:
     """Where ``relative``'s result goes below ``root`` (the folder's output unless given)."""
-    fmt = output_format(folder, config)
-    return mirrored_path(folder.input / relative, folder.input, root or folder.output, fmt)
+    name = output_relative(
+        output_template(folder, config), relative, folder.profile, output_format(folder, config)
+    )
+    return Destination(root or folder.output, name)
+
+
+def output_key(folder: Folder, config: Config) -> Callable[[str], str]:
+    """``relative source path → relative output path``: two sources with the same key collide."""
+    template, fmt = output_template(folder, config), output_format(folder, config)
+    return lambda relative: output_relative(template, relative, folder.profile, fmt).as_posix()
 
 
 class Service:
@@ -104,6 +133,11 @@ class Service:
         self._unhealthy_logged = False
         self.pipeline: Pipeline | None = None
         self.drained = True
+        self._upkeep = JournalUpkeep(
+            journal,
+            lambda: {f.name: f for f in self._config.folders},
+            lambda: self._config.journal_keep_days,
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
@@ -111,6 +145,9 @@ class Service:
         # Before the (slow) model load, so a stop request during start-up still ends cleanly.
         self._install_signal_handlers()
         self.pipeline = build_pipeline(self._config, self._inbox.put)
+        keep_state_beside(self._journal.path)
+        for folder in self._config.folders:
+            remember_roots(folder)  # before anything is written or cleaned there (daemon.roots)
         self._recover_interrupted()
         self._remove_stale_temporaries()
         self.pipeline.start()
@@ -124,6 +161,7 @@ class Service:
             journal=str(self._journal.path),
         )
         self._notifier.ready(self._status_text())
+        self._upkeep.start()  # prunes the journal now, then daily, on its own thread
         while not self._stop_requested:
             self._handle_inbox(timeout=0.2)
             if self._reload_requested:
@@ -157,6 +195,7 @@ class Service:
         self.drained = self.pipeline.stop(0.0)
         self._handle_inbox(timeout=0.0, outcomes_only=True)
         log.info("stop", drained=self.drained, left_running=len(self._running))
+        self._upkeep.stop()
         self._journal.close()
         return 0
 
@@ -172,7 +211,7 @@ class Service:
             for root, review in ((folder.output, False), (folder.resolved_review_dir, True)):
                 destination = destination_for(folder, entry.path, self._config, root)
                 try:
-                    written_after_claim = destination.stat().st_mtime >= entry.started_at
+                    written_after_claim = destination.path.stat().st_mtime >= entry.started_at
                 except OSError:
                     continue
                 if written_after_claim:
@@ -200,6 +239,7 @@ class Service:
     # --- watchers -----------------------------------------------------------------------------------
 
     def _start_watcher(self, folder: Folder) -> None:
+        remember_roots(folder)  # a folder a reload adds: its roots are remembered as it starts
         watcher = FolderWatcher(
             folder, self._on_ready, self._is_settled, reconcile_seconds=self._config.reconcile_seconds
         )
@@ -258,7 +298,8 @@ class Service:
         if self._full_at is not None and in_flight >= self._full_at:
             return  # still as full as when it last refused a job
         self._full_at = None
-        available = [name for name, w in self._watchers.items() if w.available]
+        # A folder whose output, error, review or done share is gone waits (daemon.roots logs it once).
+        available = [n for n, w in self._watchers.items() if w.available and folder_roots_available(w.folder)]
         while (entry := self._journal.claim(available)) is not None:
             folder = self._watchers[entry.folder].folder
             if self._in_pipeline(folder, entry.path):
@@ -299,7 +340,7 @@ class Service:
         ``a.jpg`` and ``a.png`` both map to ``a.png``: the later one goes to the error folder
         with a reason, rather than silently replacing the other's result.
         """
-        rivals = self._journal.same_output_rivals(entry)
+        rivals = self._journal.same_output_rivals(entry, output_key(folder, self._config))
         if not rivals:
             return False
         destination = destination_for(folder, entry.path, self._config)
@@ -364,7 +405,7 @@ class Service:
         if needs_restart:
             log.warning("reload_needs_restart", keys=needs_restart, kept="running values for these keys")
         self._config = new.model_copy(update={key: getattr(old, key) for key in needs_restart})
-        configure_logging(self._config.log_level)
+        configure_logging(self._config.log_level, self._config.log_format)
         old_folders = {f.name: f for f in old.folders}
         new_folders = {f.name: f for f in new.folders}
         removed = [n for n in old_folders if n not in new_folders or new_folders[n] != old_folders[n]]
@@ -387,7 +428,8 @@ class Service:
 
     def _status_text(self) -> str:
         in_flight = self.pipeline.in_flight() if self.pipeline else 0
-        waiting = [n for n, w in self._watchers.items() if not w.available]
+        reachable = [n for n, w in self._watchers.items() if w.available and folder_roots_available(w.folder)]
+        waiting = [n for n in self._watchers if n not in reachable]
         text = f"{self._journal.backlog()} to do, {in_flight} in the pipeline, {len(self._watchers)} folders"
         return text + (f" ({', '.join(waiting)} unreachable)" if waiting else "")
 
@@ -449,7 +491,7 @@ def run_daemon(config_path: Path | None) -> int:
     configure_logging("info")
     # ConfigError and WeightsError reach cli.main, which prints one line each and exits 2.
     config = load_config(config_path)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     try:
         journal = Journal.open(config.journal)
     except (OSError, sqlite3.Error) as exc:

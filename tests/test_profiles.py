@@ -15,6 +15,7 @@ from daemon.cutout import cut_out, mask_path_for
 from daemon.errors import ConfigError
 from daemon.io.detect import open_image
 from daemon.matting.engine import load_engine, prepare
+from daemon.outputs import Destination
 from daemon.pipeline import STAGE_REPORT_ENV
 from daemon.profiles import BUILTIN_PROFILES, build_profile
 from tests.conftest import SMALL_MODEL_SIZE, farthest_island, photo, run_hotmatte, save_jpeg
@@ -116,7 +117,9 @@ def _cut(
 ) -> Path:
     chosen = BUILTIN_PROFILES[profile] if isinstance(profile, str) else build_profile("t", profile)
     model_alpha = cv2.resize(alpha, (256, 256), interpolation=cv2.INTER_AREA)
-    return cut_out(open_image(source, max_megapixels=10), model_alpha, out, chosen, band_rows=rows).output
+    return cut_out(
+        open_image(source, max_megapixels=10), model_alpha, Destination.at(out), chosen, band_rows=rows
+    ).output
 
 
 def test_decontamination_removes_the_halo_on_white(tmp_path: Path) -> None:
@@ -170,10 +173,10 @@ def test_jpeg_on_a_colour_and_review_routing(tmp_path: Path) -> None:
     result = cut_out(
         open_image(source, max_megapixels=10),
         model_alpha,
-        tmp_path / "out" / "a.jpg",
+        Destination.at(tmp_path / "out" / "a.jpg"),
         profile,
         review_below=1.01,
-        review_destination=tmp_path / "review" / "a.jpg",
+        review_destination=Destination.at(tmp_path / "review" / "a.jpg"),
     )
     assert result.review and result.output == tmp_path / "review" / "a.jpg" and 0 <= result.confidence <= 1
     assert not (tmp_path / "out" / "a.jpg").exists()
@@ -242,9 +245,13 @@ def test_finishing_reuses_the_models_proxy_instead_of_decoding_again(tmp_path: P
         return decode_proxy(max_side)
 
     reader.proxy = counted_proxy  # type: ignore[method-assign]
-    given = cut_out(reader, model_alpha, tmp_path / "given.png", BUILTIN_PROFILES["portrait"], proxy=proxy)
+    given = cut_out(
+        reader, model_alpha, Destination.at(tmp_path / "given.png"), BUILTIN_PROFILES["portrait"], proxy=proxy
+    )
     assert asked == []
-    decoded = cut_out(reader, model_alpha, tmp_path / "decoded.png", BUILTIN_PROFILES["portrait"])
+    decoded = cut_out(
+        reader, model_alpha, Destination.at(tmp_path / "decoded.png"), BUILTIN_PROFILES["portrait"]
+    )
     assert asked == [1024]
     np.testing.assert_array_equal(
         np.asarray(Image.open(given.output)), np.asarray(Image.open(decoded.output))
@@ -294,8 +301,12 @@ def test_detail_crops_bands_equal_one_piece_with_the_real_model(tmp_path: Path, 
     reader = open_image(source, max_megapixels=10)
     alpha = engine.predict([prepare(reader.proxy(1024), SMALL_MODEL_SIZE)])[0]
     profile = BUILTIN_PROFILES["portrait"].model_copy(update={"save_mask": True})
-    banded = cut_out(reader, alpha, tmp_path / "banded.png", profile, band_rows=64, engine=engine)
-    whole = cut_out(reader, alpha, tmp_path / "whole.png", profile, band_rows=1024, engine=engine)
+    banded = cut_out(
+        reader, alpha, Destination.at(tmp_path / "banded.png"), profile, band_rows=64, engine=engine
+    )
+    whole = cut_out(
+        reader, alpha, Destination.at(tmp_path / "whole.png"), profile, band_rows=1024, engine=engine
+    )
     assert banded.crops[0] > 1 and banded.crops == whole.crops
     for a, b in ((banded.output, whole.output), (mask_path_for(banded.output), mask_path_for(whole.output))):
         np.testing.assert_array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
