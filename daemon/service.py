@@ -20,14 +20,14 @@ import signal
 import sqlite3
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 
 import structlog
 
 from daemon.config import Config, Folder, load_config
-from daemon.errors import ConfigError, OutputCollision
+from daemon.errors import ConfigError, OutputCollision, ShareUnavailable
 from daemon.journal import Entry, Fingerprint, Journal, profile_hash
 from daemon.logs import configure_logging
 from daemon.notify import Notifier
@@ -285,6 +285,7 @@ class Service:
                 review_destination=destination_for(
                     folder, entry.path, self._config, folder.resolved_review_dir
                 ),
+                source_root=folder.input,
             )
             if not self.pipeline.submit(job, timeout=0):
                 self._journal.unclaim(entry.id)
@@ -317,8 +318,18 @@ class Service:
     def _still_the_claimed_version(self, folder: Folder, entry: Entry) -> bool:
         source = folder.input / entry.path
         try:
-            st = source.stat()
+            st = os.lstat(source)  # a link is judged as itself; the decode stage refuses it
         except FileNotFoundError:
+            if not self._watchers[folder.name].still_reachable():
+                # Not gone: its share was unmounted a moment ago. Wait for it, forget nothing.
+                self._journal.retry_later(
+                    entry.id,
+                    "ShareUnavailable",
+                    "the folder's share is unavailable",
+                    time.time() + folder.poll_interval,
+                    count_attempt=False,
+                )
+                return False
             self._journal.forget(entry.id)
             log.info("vanished", folder=folder.name, path=entry.path)
             return False
@@ -347,6 +358,11 @@ class Service:
         if running is None:
             log.error("unknown_outcome", source=str(outcome.job.source))
             return
+        watcher = self._watchers.get(running.folder.name)
+        if isinstance(outcome.error, OSError) and watcher is not None and not watcher.still_reachable():
+            # The file did not vanish or break: its share went away under the read.
+            error = ShareUnavailable(f"the folder's share is unavailable ({outcome.error})")
+            outcome = replace(outcome, error=error)
         self._outcomes.record(running, outcome)
 
     # --- reload -------------------------------------------------------------------------------------
