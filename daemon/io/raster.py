@@ -36,13 +36,14 @@ def _png_bit_depth(path: Path) -> int:
     return head[24] if len(head) == 26 else 8
 
 
-def _open_pillow(path: Path) -> Image.Image:
+def _open_pillow(path: Path, name: str | None = None) -> Image.Image:
+    shown = name or path.name
     try:
         return Image.open(path)
     except UnidentifiedImageError:
-        raise CorruptInput(f"{path.name}: not a readable image (unknown or damaged header)") from None
+        raise CorruptInput(f"{shown}: not a readable image (unknown or damaged header)") from None
     except OSError as exc:
-        raise CorruptInput(f"{path.name}: cannot be opened: {exc}") from None
+        raise CorruptInput(f"{shown}: cannot be opened: {exc}") from None
 
 
 def _dpi(image: Image.Image) -> tuple[float, float] | None:
@@ -55,14 +56,16 @@ def _dpi(image: Image.Image) -> tuple[float, float] | None:
 class RasterReader:
     """An :class:`~daemon.io._types.ImageReader` for JPEG, PNG and WebP."""
 
-    def __init__(self, path: Path, *, max_megapixels: float) -> None:
+    def __init__(self, path: Path, *, max_megapixels: float, name: str | None = None) -> None:
+        """``name``: how messages call the file (``path`` may be a descriptor's ``/proc`` path)."""
         self.path = path
-        self._image = _open_pillow(path)
+        self.name = name or path.name
+        self._image = _open_pillow(path, self.name)
         self.info = self._read_info(self._image)
         if self.info.megapixels > max_megapixels:
             self._image.close()
             raise TooLarge(
-                f"{path.name}: {self.info.width}×{self.info.height} is {self.info.megapixels:.0f} MP, "
+                f"{self.name}: {self.info.width}×{self.info.height} is {self.info.megapixels:.0f} MP, "
                 f"over max_megapixels ({max_megapixels:g})"
             )
         self._pixels: np.ndarray | None = None
@@ -70,7 +73,7 @@ class RasterReader:
     def _read_info(self, image: Image.Image) -> ImageInfo:
         fmt = (image.format or "").lower()
         if fmt not in ("jpeg", "png", "webp", "mpo"):
-            raise UnsupportedInput(f"{self.path.name}: unsupported: {image.format} in the raster reader")
+            raise UnsupportedInput(f"{self.name}: unsupported: {image.format} in the raster reader")
         depth = _png_bit_depth(self.path) if fmt == "png" else 8
         has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
         colour: ColourSpace = "rgb"
@@ -95,7 +98,7 @@ class RasterReader:
         try:
             image.load()
         except (OSError, SyntaxError, ValueError) as exc:
-            raise CorruptInput(f"{self.path.name}: damaged or truncated ({exc})") from None
+            raise CorruptInput(f"{self.name}: damaged or truncated ({exc})") from None
         if image.mode == "CMYK":
             return np.asarray(self._cmyk_to_rgb(image))
         target = "RGBA" if self.info.has_alpha else "RGB"
@@ -117,10 +120,10 @@ class RasterReader:
             try:
                 probe.verify()
             except (OSError, SyntaxError, struct.error) as exc:
-                raise CorruptInput(f"{self.path.name}: damaged or truncated PNG ({exc})") from None
+                raise CorruptInput(f"{self.name}: damaged or truncated PNG ({exc})") from None
         pixels = cv2.imread(str(self.path), cv2.IMREAD_UNCHANGED)
         if pixels is None:
-            raise CorruptInput(f"{self.path.name}: OpenCV could not decode this 16-bit PNG")
+            raise CorruptInput(f"{self.name}: OpenCV could not decode this 16-bit PNG")
         if pixels.ndim == 2:
             pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
         elif pixels.shape[2] == 4:
@@ -142,7 +145,7 @@ class RasterReader:
     def proxy(self, max_side: int) -> np.ndarray:
         if self.info.format == "jpeg" and self._pixels is None:
             # DCT-domain reduction: decodes at 1/2…1/8 scale for a fraction of the cost.
-            with _open_pillow(self.path) as image:
+            with _open_pillow(self.path, self.name) as image:
                 image.draft("RGB", (max_side, max_side))
                 small = orient(self._decode_pillow(image), self.info.orientation)
         else:
