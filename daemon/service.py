@@ -20,6 +20,7 @@ import signal
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
@@ -30,12 +31,14 @@ from daemon.config import Config, Folder, load_config
 from daemon.errors import ConfigError, OutputCollision, ShareUnavailable
 from daemon.journal import Entry, Fingerprint, Journal, profile_hash
 from daemon.logs import configure_logging
+from daemon.naming import DEFAULT_OUTPUT_NAME, output_relative
 from daemon.notify import Notifier
 from daemon.outcomes import OutcomeRecorder, Running
-from daemon.outputs import mirrored_path, remove_stale_temporaries
+from daemon.outputs import remove_stale_temporaries
 from daemon.pipeline import PIPELINE_VERSION, Job, Outcome, Pipeline, build_pipeline
 from daemon.profiles import get_profile
 from daemon.stage_stats import report_path_for, save_report
+from daemon.upkeep import JournalUpkeep
 from daemon.watch import FolderWatcher
 
 log = structlog.get_logger("hotmatte")
@@ -62,10 +65,19 @@ def output_format(folder: Folder, config: Config) -> str:
     return folder.output_format or get_profile(folder.profile, config.profiles).output_format
 
 
+def output_template(folder: Folder, config: Config) -> str:
+    """The folder's ``output_name``, else its profile's (daemon/naming.py)."""
+    return folder.output_name or get_profile(folder.profile, config.profiles).output_name
+
+
 def fingerprint(config: Config, folder: Folder, size: int, mtime_ns: int) -> Fingerprint:
-    # Every knob of the profile: changing any of them must redo the folder's files.
-    settings = get_profile(folder.profile, config.profiles).model_dump_json()
+    # Every knob of the profile: changing any of them must redo the folder's files. The output
+    # name too: a changed template is a changed output, written again under its new name.
+    settings = get_profile(folder.profile, config.profiles).model_dump_json(exclude={"output_name"})
     digest = profile_hash(settings, output_format(folder, config), config.model_size)
+    template = output_template(folder, config)
+    if template != DEFAULT_OUTPUT_NAME:  # folded in only when set, so existing journals stay valid
+        digest = profile_hash(digest, template)
     return Fingerprint(size, mtime_ns, digest, PIPELINE_VERSION)
 
 
@@ -75,8 +87,16 @@ def relative_key(folder: Folder, path: Path) -> str:
 
 def destination_for(folder: Folder, relative: str, config: Config, root: Path | None = None) -> Path:
     """Where ``relative``'s result goes below ``root`` (the folder's output unless given)."""
-    fmt = output_format(folder, config)
-    return mirrored_path(folder.input / relative, folder.input, root or folder.output, fmt)
+    name = output_relative(
+        output_template(folder, config), relative, folder.profile, output_format(folder, config)
+    )
+    return (root or folder.output) / name
+
+
+def output_key(folder: Folder, config: Config) -> Callable[[str], str]:
+    """``relative source path → relative output path``: two sources with the same key collide."""
+    template, fmt = output_template(folder, config), output_format(folder, config)
+    return lambda relative: output_relative(template, relative, folder.profile, fmt).as_posix()
 
 
 class Service:
@@ -104,6 +124,12 @@ class Service:
         self._unhealthy_logged = False
         self.pipeline: Pipeline | None = None
         self.drained = True
+        self._upkeep = JournalUpkeep(
+            journal,
+            # A folder whose share is unmounted is left out: its sources are not gone, only hidden.
+            lambda: {f.name: f for f in self._config.folders if self._reachable(f.name)},
+            lambda: self._config.journal_keep_days,
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
@@ -124,6 +150,7 @@ class Service:
             journal=str(self._journal.path),
         )
         self._notifier.ready(self._status_text())
+        self._upkeep.start()  # prunes the journal now, then daily, on its own thread
         while not self._stop_requested:
             self._handle_inbox(timeout=0.2)
             if self._reload_requested:
@@ -157,6 +184,7 @@ class Service:
         self.drained = self.pipeline.stop(0.0)
         self._handle_inbox(timeout=0.0, outcomes_only=True)
         log.info("stop", drained=self.drained, left_running=len(self._running))
+        self._upkeep.stop()
         self._journal.close()
         return 0
 
@@ -220,6 +248,11 @@ class Service:
         key = fingerprint(self._config, folder, st.st_size, st.st_mtime_ns)
         redo = folder.on_success == "move"
         return self._journal.is_settled(folder.name, relative_key(folder, path), key, redo_done=redo)
+
+    def _reachable(self, name: str) -> bool:
+        """The folder's share is mounted (or its watcher has not started yet); any thread may ask."""
+        watcher = self._watchers.get(name)
+        return watcher is None or watcher.still_reachable()
 
     def _active_folder(self, name: str) -> Folder | None:
         watcher = self._watchers.get(name)
@@ -300,7 +333,7 @@ class Service:
         ``a.jpg`` and ``a.png`` both map to ``a.png``: the later one goes to the error folder
         with a reason, rather than silently replacing the other's result.
         """
-        rivals = self._journal.same_output_rivals(entry)
+        rivals = self._journal.same_output_rivals(entry, output_key(folder, self._config))
         if not rivals:
             return False
         destination = destination_for(folder, entry.path, self._config)
@@ -380,7 +413,7 @@ class Service:
         if needs_restart:
             log.warning("reload_needs_restart", keys=needs_restart, kept="running values for these keys")
         self._config = new.model_copy(update={key: getattr(old, key) for key in needs_restart})
-        configure_logging(self._config.log_level)
+        configure_logging(self._config.log_level, self._config.log_format)
         old_folders = {f.name: f for f in old.folders}
         new_folders = {f.name: f for f in new.folders}
         removed = [n for n in old_folders if n not in new_folders or new_folders[n] != old_folders[n]]
@@ -465,7 +498,7 @@ def run_daemon(config_path: Path | None) -> int:
     configure_logging("info")
     # ConfigError and WeightsError reach cli.main, which prints one line each and exits 2.
     config = load_config(config_path)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     try:
         journal = Journal.open(config.journal)
     except (OSError, sqlite3.Error) as exc:
