@@ -12,9 +12,9 @@ from typing import NamedTuple, TextIO
 
 from daemon.config import DEFAULT_EXCLUDES
 from daemon.errors import HotmatteError
+from daemon.names import GlobFilter
 from daemon.naming import DEFAULT_OUTPUT_NAME, output_relative
 from daemon.pipeline import Job, Outcome, Pipeline
-from daemon.watch import GlobFilter
 
 #: The daemon's built-in excludes, matched as the daemon matches them (ignoring case: THUMBS.DB).
 _EXCLUDED = GlobFilter(DEFAULT_EXCLUDES)

@@ -16,7 +16,8 @@ import structlog
 from watchdog.events import FileCreatedEvent
 
 from daemon.config import DEFAULT_EXCLUDES, Folder
-from daemon.watch import FolderFilter, FolderWatcher, GlobFilter, _HintHandler
+from daemon.names import FolderFilter, GlobFilter
+from daemon.watch import FolderWatcher, _HintHandler
 
 
 @pytest.mark.parametrize(
