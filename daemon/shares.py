@@ -9,8 +9,10 @@ mount point, root within its filesystem, filesystem type and source).
 Later looks compare ``(st_dev, st_ino)`` first, which costs one ``stat``. Only when that differs is
 the mount table read: a share that was remounted (autofs and systemd automounts give a network
 share a new device number each time) is still *the same mount* (same mount point, source, type
-and root), and the anchor moves to it; anything else (the bare mount point below a share, a bind
-mount removed, another filesystem mounted there) is :class:`ShareChanged`, and the folder waits.
+and root), and the anchor moves to it. So it does when a filesystem is mounted *over* the
+folder's old one (a deeper mount point): the daemon started before the share was mounted, and
+anchored on the empty mount point. Anything else (the bare mount point below a share, a bind
+mount removed, a shallower or unrelated mount) is :class:`ShareChanged`, and the folder waits.
 """
 
 from __future__ import annotations
@@ -110,20 +112,31 @@ class ShareAnchor:
             return None
         return covering_mount(os.path.realpath(self.folder), mounts)
 
-    def check(self, st: os.stat_result) -> None:
-        """Compare the folder's ``stat`` with the anchor (anchoring on the first call)."""
+    def check(self, st: os.stat_result) -> Mount | None:
+        """Compare the folder's ``stat`` with the anchor (anchoring on the first call).
+
+        Returns the mount the anchor moved to when a share was mounted over the old one (the
+        caller logs it), None when nothing moved; raises :class:`ShareChanged`.
+        """
         identity = (st.st_dev, st.st_ino)
         if self._identity is None:
             self._identity, self._mount = identity, self._mount_now()
-            return
+            return None
         if identity == self._identity:
-            return
+            return None
         now = self._mount_now()
         if now is not None and now == self._mount:
             # The same share, remounted (a new device number), or the folder recreated in place.
             self._identity = identity
-            return
+            return None
+        if self._mounted_over(now):
+            self._identity, self._mount = identity, now
+            return now
         raise ShareChanged(self.folder, now, self._mount)
+
+    def _mounted_over(self, now: Mount | None) -> bool:
+        then = self._mount
+        return now is not None and then is not None and len(now.mount_point) > len(then.mount_point)
 
     def reachable(self) -> bool:
         """The folder can be stat'ed and is still on its anchored filesystem (no side effects)."""
@@ -135,4 +148,4 @@ class ShareAnchor:
         if self._identity is None or identity == self._identity:
             return True
         now = self._mount_now()
-        return now is not None and now == self._mount
+        return now is not None and (now == self._mount or self._mounted_over(now))

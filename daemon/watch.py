@@ -206,7 +206,15 @@ class FolderWatcher:
         st = os.stat(self.folder.input)
         if not stat.S_ISDIR(st.st_mode):
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(self.folder.input))
-        self._anchor.check(st)
+        moved_to = self._anchor.check(st)
+        if moved_to is not None:
+            log.warning(
+                "share_mounted",
+                folder=self.folder.name,
+                input=str(self.folder.input),
+                filesystem=f"{moved_to.source} ({moved_to.fs_type}) on {moved_to.mount_point}",
+            )
+            self._stop_observer()  # it watches the folder below the new mount: restarted, then a scan
 
     def _restore_share(self) -> None:
         self._start_observer()

@@ -382,3 +382,27 @@ def test_a_share_remounted_with_a_new_device_number_is_the_same_share(
         assert watcher.available
     finally:
         _unmount(folder.input)
+
+
+@needs_root
+def test_a_share_mounted_after_the_daemon_reached_its_empty_mount_point_is_taken(
+    tmp_path: Path, watchers: list[FolderWatcher]
+) -> None:
+    # Started before the share was mounted (boot order): the share that arrives is the folder.
+    folder = make_folder(tmp_path, observer="native")
+    (folder.input / "underneath.jpg").write_bytes(b"u")
+    collector = JournalLike()
+    watcher = start(watchers, folder, collector)
+    assert collector.wait_for(lambda: collector.paths() == [folder.input / "underneath.jpg"])
+    with structlog.testing.capture_logs() as logs:
+        _mount("-t", "tmpfs", "-o", "size=1m", "hotmatte-test-late-share", folder.input)
+        try:
+            (folder.input / "on-share.jpg").write_bytes(b"s")
+            assert collector.wait_for(lambda: folder.input / "on-share.jpg" in collector.paths())
+            assert watcher.available and watcher.still_reachable()
+            (folder.input / "live.jpg").write_bytes(b"l")
+            assert collector.wait_for(lambda: folder.input / "live.jpg" in collector.paths())
+        finally:
+            _unmount(folder.input)
+    assert [e["event"] for e in logs].count("share_mounted") == 1
+    assert [e["event"] for e in logs].count("share_lost") == 0
