@@ -40,7 +40,9 @@ def sniff_format(path: Path, *, name: str | None = None) -> str:
     raise UnsupportedInput(f"{shown}: unsupported: not a JPEG, PNG, WebP, TIFF, PSD/PSB or HEIC file")
 
 
-def open_image(path: Path, *, max_megapixels: float, name: str | None = None) -> ImageReader:
+def open_image(
+    path: Path, *, max_megapixels: float, psd_layer_budget_megapixels: float = 4.0, name: str | None = None
+) -> ImageReader:
     """Open ``path`` with the reader for its real format; header checks run before any decode.
 
     ``path`` may be :func:`daemon.beneath.fd_path` of a descriptor the caller opened (and keeps
@@ -55,7 +57,9 @@ def open_image(path: Path, *, max_megapixels: float, name: str | None = None) ->
     if fmt == "psd":
         from daemon.io.psd import open_psd
 
-        return open_psd(path, max_megapixels=max_megapixels)
+        return open_psd(
+            path, max_megapixels=max_megapixels, layer_budget_megapixels=psd_layer_budget_megapixels
+        )
     if fmt == "heif":
         from daemon.io.heif import open_heif
 
