@@ -14,6 +14,7 @@ from daemon.config import DEFAULT_EXCLUDES
 from daemon.errors import HotmatteError
 from daemon.names import GlobFilter
 from daemon.naming import DEFAULT_OUTPUT_NAME, output_relative
+from daemon.outputs import Destination
 from daemon.pipeline import Job, Outcome, Pipeline
 
 #: The daemon's built-in excludes, matched as the daemon matches them (ignoring case: THUMBS.DB).
@@ -88,13 +89,14 @@ def plan_jobs(
             plan.refused.append((source, "no such file or directory"))
             continue
         relative = source.relative_to(root).as_posix()
-        destination = output_root / output_relative(output_name, relative, profile, output_format)
-        if destination in claimed:
+        name = output_relative(output_name, relative, profile, output_format)
+        destination = Destination(output_root, name)
+        if destination.path in claimed:
             plan.refused.append(
-                (source, f"its output {destination} is already the output of {claimed[destination]}")
+                (source, f"its output {destination} is already the output of {claimed[destination.path]}")
             )
             continue
-        claimed[destination] = source
+        claimed[destination.path] = source
         if walked:  # opened below the given folder, no link followed (see Job.source_root)
             job = Job(source=source, destination=destination, profile=profile, source_root=root)
         else:  # named by hand: its own links are followed, its output keeps the name given

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import structlog
 
 from daemon.config import Folder, Retry
-from daemon.errors import InputError, ShareUnavailable, TransientError
+from daemon.errors import HotmatteError, InputError, ShareUnavailable, TransientError
 from daemon.failures import describe, move_to_done, record_failure
 from daemon.journal import Entry, Journal
 from daemon.pipeline import Outcome
@@ -75,16 +75,17 @@ class OutcomeRecorder:
         if folder.on_success == "move" and not superseded:
             try:
                 moved = move_to_done(folder, outcome.job.source)
-            except OSError as exc:
+            except (OSError, HotmatteError) as exc:  # a link below done_dir, its share gone
                 log.warning("move_failed", folder=folder.name, path=entry.path, error=str(exc))
             else:
                 log.info("moved", folder=folder.name, path=entry.path, to=str(moved))
 
     def _failed(self, folder: Folder, entry: Entry, error: BaseException) -> None:
         error_class, reason = describe(error)
-        if self._is_retryable(error) and entry.attempts < self._retry().max_attempts:
+        not_the_files_fault = isinstance(error, ShareUnavailable)
+        # A share that is gone waits whatever the retry budget: nothing was tried on the file.
+        if not_the_files_fault or (self._is_retryable(error) and entry.attempts < self._retry().max_attempts):
             delay = self._backoff(entry.attempts)
-            not_the_files_fault = isinstance(error, ShareUnavailable)
             self._journal.retry_later(
                 entry.id, error_class, reason, time.time() + delay, count_attempt=not not_the_files_fault
             )
@@ -100,16 +101,25 @@ class OutcomeRecorder:
             return
         if self._is_retryable(error):
             reason = f"gave up after {entry.attempts} attempts: {reason}"
-        self._journal.mark_failed(entry.id, error_class, reason)
         try:
             report: str | None = str(
                 record_failure(
                     folder, folder.input / entry.path, error_class, reason, attempts=entry.attempts
                 )
             )
-        except OSError as exc:
+        except ShareUnavailable as exc:
+            # The error folder's share is gone: the file waits (uncounted) and fails again, with
+            # its record, once the share is back, rather than failing with no record.
+            due = time.time() + self._backoff(entry.attempts)
+            self._journal.retry_later(entry.id, error_class, reason, due, count_attempt=False)
+            log.warning("error_record_waits", folder=folder.name, path=entry.path, reason=str(exc))
+            return
+        except (OSError, HotmatteError) as exc:  # a link below error_dir, disk full...
             report = None
+            # The journal keeps why no record exists (e.g. "out-errors/evil: symbolic link not followed").
+            reason = f"{reason}; no error record was written: {exc}"
             log.error("error_record_failed", folder=folder.name, path=entry.path, error=str(exc))
+        self._journal.mark_failed(entry.id, error_class, reason)
         log.error(
             "failed",
             folder=folder.name,

@@ -34,9 +34,10 @@ from daemon.logs import configure_logging
 from daemon.naming import DEFAULT_OUTPUT_NAME, output_relative
 from daemon.notify import Notifier
 from daemon.outcomes import OutcomeRecorder, Running
-from daemon.outputs import remove_stale_temporaries
+from daemon.outputs import Destination, remove_stale_temporaries
 from daemon.pipeline import PIPELINE_VERSION, Job, Outcome, Pipeline, build_pipeline
 from daemon.profiles import get_profile
+from daemon.roots import folder_roots_available, keep_state_beside, remember_roots
 from daemon.stage_stats import report_path_for, save_report
 from daemon.upkeep import JournalUpkeep
 from daemon.watch import FolderWatcher
@@ -93,12 +94,12 @@ def relative_key(folder: Folder, path: Path) -> str:
     return path.relative_to(folder.input).as_posix()
 
 
-def destination_for(folder: Folder, relative: str, config: Config, root: Path | None = None) -> Path:
+def destination_for(folder: Folder, relative: str, config: Config, root: Path | None = None) -> Destination:
     """Where ``relative``'s result goes below ``root`` (the folder's output unless given)."""
     name = output_relative(
         output_template(folder, config), relative, folder.profile, output_format(folder, config)
     )
-    return (root or folder.output) / name
+    return Destination(root or folder.output, name)
 
 
 def output_key(folder: Folder, config: Config) -> Callable[[str], str]:
@@ -145,6 +146,9 @@ class Service:
         # Before the (slow) model load, so a stop request during start-up still ends cleanly.
         self._install_signal_handlers()
         self.pipeline = build_pipeline(self._config, self._inbox.put)
+        keep_state_beside(self._journal.path)
+        for folder in self._config.folders:
+            remember_roots(folder)  # before anything is written or cleaned there (daemon.roots)
         self._recover_interrupted()
         self._remove_stale_temporaries()
         self.pipeline.start()
@@ -208,7 +212,7 @@ class Service:
             for root, review in ((folder.output, False), (folder.resolved_review_dir, True)):
                 destination = destination_for(folder, entry.path, self._config, root)
                 try:
-                    written_after_claim = destination.stat().st_mtime >= entry.started_at
+                    written_after_claim = destination.path.stat().st_mtime >= entry.started_at
                 except OSError:
                     continue
                 if written_after_claim:
@@ -236,6 +240,7 @@ class Service:
     # --- watchers -----------------------------------------------------------------------------------
 
     def _start_watcher(self, folder: Folder) -> None:
+        remember_roots(folder)  # a folder a reload adds: its roots are remembered as it starts
         watcher = FolderWatcher(
             folder, self._on_ready, self._is_settled, reconcile_seconds=self._config.reconcile_seconds
         )
@@ -299,7 +304,8 @@ class Service:
         if self._full_at is not None and in_flight >= self._full_at:
             return  # still as full as when it last refused a job
         self._full_at = None
-        available = [name for name, w in self._watchers.items() if w.available]
+        # A folder whose output, error, review or done share is gone waits (daemon.roots logs it once).
+        available = [n for n, w in self._watchers.items() if w.available and folder_roots_available(w.folder)]
         while (entry := self._journal.claim(available)) is not None:
             folder = self._watchers[entry.folder].folder
             if self._in_pipeline(folder, entry.path):
@@ -444,7 +450,8 @@ class Service:
 
     def _status_text(self) -> str:
         in_flight = self.pipeline.in_flight() if self.pipeline else 0
-        waiting = [n for n, w in self._watchers.items() if not w.available]
+        reachable = [n for n, w in self._watchers.items() if w.available and folder_roots_available(w.folder)]
+        waiting = [n for n in self._watchers if n not in reachable]
         text = f"{self._journal.backlog()} to do, {in_flight} in the pipeline, {len(self._watchers)} folders"
         return text + (f" ({', '.join(waiting)} unreachable)" if waiting else "")
 

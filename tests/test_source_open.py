@@ -13,6 +13,7 @@ from daemon.beneath import fd_path
 from daemon.errors import CorruptInput, NotARegularFile, SymlinkNotFollowed
 from daemon.io.detect import open_image
 from daemon.matting.engine import MattingEngine, load_engine
+from daemon.outputs import Destination
 from daemon.pipeline import Job, Outcome, Pipeline, open_source
 from tests.conftest import SMALL_MODEL_SIZE, photo, save_jpeg
 
@@ -46,9 +47,9 @@ def test_a_file_swapped_for_a_link_after_it_was_found_complete_is_refused_not_re
     original = save_jpeg(hot / "x.jpg", photo("astronaut")[:200, :200])
     # The job is made for a regular file, as the service makes it once the file looked complete...
     jobs = [
-        Job(source=original, destination=out / "x.png", key="x"),
-        Job(source=hot / "pipe.jpg", destination=out / "pipe.png", key="pipe"),
-        Job(source=hot / "ok.jpg", destination=out / "ok.png", key="ok"),
+        Job(source=original, destination=Destination.at(out / "x.png"), key="x"),
+        Job(source=hot / "pipe.jpg", destination=Destination.at(out / "pipe.png"), key="pipe"),
+        Job(source=hot / "ok.jpg", destination=Destination.at(out / "ok.png"), key="ok"),
     ]
     save_jpeg(hot / "ok.jpg", photo("chelsea")[:200, :200])
     # ...then, before the decode stage opens it, the name is swapped for a link (and another for a FIFO).
@@ -75,7 +76,9 @@ def test_the_decode_reads_the_descriptor_it_opened_not_what_the_name_leads_to_la
     other = photo("coffee")[:64, :96]
     _png16(hot / "x.png", first)
     decoy = _png16(tmp_path / "decoy.png", other)
-    fd = open_source(Job(source=hot / "x.png", destination=tmp_path / "x-out.png", source_root=hot))
+    fd = open_source(
+        Job(source=hot / "x.png", destination=Destination.at(tmp_path / "x-out.png"), source_root=hot)
+    )
     try:
         reader = open_image(fd_path(fd), max_megapixels=10, name="x.png")
         _swap_for_link(hot / "x.png", decoy)  # after the open, before any pixel is read
@@ -91,7 +94,7 @@ def test_the_decode_reads_the_descriptor_it_opened_not_what_the_name_leads_to_la
 
 def test_reader_messages_name_the_file_not_its_descriptor(tmp_path: Path) -> None:
     (tmp_path / "notes.jpg").write_bytes(b"\xff\xd8\xff" + b"not really a jpeg" * 10)
-    fd = open_source(Job(source=tmp_path / "notes.jpg", destination=tmp_path / "notes.png"))
+    fd = open_source(Job(source=tmp_path / "notes.jpg", destination=Destination.at(tmp_path / "notes.png")))
     try:
         with pytest.raises(CorruptInput, match=r"^notes\.jpg: "):
             open_image(fd_path(fd), max_megapixels=10, name="notes.jpg").read()

@@ -53,12 +53,15 @@ def open_image(
     if fmt == "tiff":
         from daemon.io.tiff import open_tiff
 
-        return open_tiff(path, max_megapixels=max_megapixels)
+        return open_tiff(path, max_megapixels=max_megapixels, name=name)
     if fmt == "psd":
         from daemon.io.psd import open_psd
 
         return open_psd(
-            path, max_megapixels=max_megapixels, layer_budget_megapixels=psd_layer_budget_megapixels
+            path,
+            max_megapixels=max_megapixels,
+            layer_budget_megapixels=psd_layer_budget_megapixels,
+            name=name,
         )
     if fmt == "heif":
         from daemon.io.heif import open_heif
