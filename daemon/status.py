@@ -14,6 +14,7 @@ from typing import TextIO
 from daemon.config import Config, load_config
 from daemon.errors import ConfigError
 from daemon.journal import STATES, Journal, State
+from daemon.names import printable
 from daemon.stage_stats import load_report, report_path_for
 
 FAILURES_SHOWN = 10
@@ -45,8 +46,9 @@ def format_failures(journal: Journal, limit: int = FAILURES_SHOWN) -> list[str]:
     lines = [f"last {len(failures)} failure(s), newest first:"]
     for entry in failures:
         when = datetime.fromtimestamp(entry.updated_at).astimezone().isoformat(timespec="seconds")
-        lines.append(f"  {when}  {entry.folder}/{entry.path}")
-        lines.append(f"      {entry.error_class}: {entry.last_error}")
+        # Names that are not UTF-8 are shown with \xNN escapes, never as an encoding error.
+        lines.append(f"  {when}  {entry.folder}/{printable(entry.path)}")
+        lines.append(f"      {entry.error_class}: {printable(entry.last_error or '')}")
     return lines
 
 
