@@ -142,6 +142,8 @@ class Config(_Model):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     reconcile_seconds: Annotated[float, Field(gt=0)] = 60.0
     drain_timeout_seconds: Annotated[float, Field(ge=0)] = 120.0
+    #: No watchdog ping once work could go but nothing moved for this long (see daemon.service).
+    stall_seconds: Annotated[float, Field(gt=0)] = 900.0
     workers: Workers = Workers()
     retry: Retry = Retry()
     folders: tuple[Folder, ...] = ()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from daemon.config import Folder
 from daemon.errors import HotmatteError
+from daemon.names import printable
 from daemon.outputs import write_atomically, write_text_atomically
 
 ERROR_SUFFIX = ".error.json"
@@ -88,7 +89,9 @@ def record_failure(
         attempts=attempts,
         permanent=permanent,
     )
-    text = json.dumps(asdict(record), indent=2, ensure_ascii=False) + "\n"
+    # A name that is not UTF-8 (caf\xe9.jpg) is written with \xNN escapes: the JSON stays UTF-8.
+    fields = {k: printable(v) if isinstance(v, str) else v for k, v in asdict(record).items()}
+    text = json.dumps(fields, indent=2, ensure_ascii=False) + "\n"
     report = copy.with_name(copy.name + ERROR_SUFFIX)
     write_text_atomically(report, text)
     return report

@@ -10,6 +10,22 @@ redone, and never once its output is known to exist.
 Signals: SIGHUP re-reads the config (folders come and go without a restart; an
 invalid config keeps the old one); SIGTERM and SIGINT drain in-flight files for
 up to ``drain_timeout_seconds`` and exit 0.
+
+Crashes: a row left ``running`` by a crash is a *suspect*; suspects run alone
+(nothing else in the pipeline), so a second crash is pinned on the right file,
+and a row that was running at :data:`~daemon.outcomes.QUARANTINE_AFTER_CRASHES`
+crashes in a row is failed with ``DiedWhileProcessing`` instead of run again.
+
+Waiting is not stalling. A folder whose share is gone, a folder waiting for
+disk space, rows in backoff and a journal waiting for space all *wait*: the
+watchdog is still fed and ``STATUS=`` says what is awaited. A *stall* is work
+that could go (rows due in a reachable folder, or files in the pipeline) while
+nothing has moved (no claim, no outcome) for ``stall_seconds``: then the
+``WATCHDOG=1`` pings stop (logged once as ``stalled``) so systemd restarts us.
+``stall_seconds`` must therefore exceed the longest single file.
+
+A damaged journal found while running stops the daemon with exit 2 and one
+line naming the repair (:mod:`daemon.journal_faults`), never a spin.
 """
 
 from __future__ import annotations
@@ -27,11 +43,12 @@ from types import FrameType
 import structlog
 
 from daemon.config import Config, Folder, load_config
-from daemon.errors import ConfigError, OutputCollision
+from daemon.errors import ConfigError, JournalUnusable, OutputCollision
 from daemon.journal import Entry, Fingerprint, Journal, profile_hash
+from daemon.journal_faults import DiskFullWait
 from daemon.logs import configure_logging
 from daemon.notify import Notifier
-from daemon.outcomes import OutcomeRecorder, Running
+from daemon.outcomes import QUARANTINE_AFTER_CRASHES, OutcomeRecorder, Running
 from daemon.outputs import mirrored_path, remove_stale_temporaries
 from daemon.pipeline import PIPELINE_VERSION, Job, Outcome, Pipeline, build_pipeline
 from daemon.profiles import get_profile
@@ -47,6 +64,14 @@ STATUS_EVERY_SECONDS = 2.0
 STAGES_EVERY_SECONDS = 30.0
 #: Exit code for a set-up problem (bad config, no usable weights, journal unusable), as in daemon.cli.
 EXIT_SETUP = 2
+#: After the pipeline refused a job, feeding waits until it has fewer in flight or this long.
+FULL_BACKOFF_SECONDS = 0.25
+#: Items taken off the inbox per loop turn, so signals and feeding are not starved by a flood.
+INBOX_BATCH = 1000
+
+
+class _StopWhileJournalFull(Exception):
+    """Asked to stop while a journal write waits for disk space: exit without that transition."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +120,13 @@ class Service:
         self._outcomes = OutcomeRecorder(journal, lambda: self._config.retry)
         self._stop_requested = False
         self._reload_requested = False
-        self._full_at: int | None = None
+        #: (in flight when the pipeline refused a job, monotonic time the backoff ends)
+        self._full: tuple[int, float] | None = None
+        #: The suspect (a row a crash left running) now in the pipeline, alone.
+        self._suspect: int | None = None
+        self._last_progress = time.monotonic()
+        self._stall_logged = False
+        self._journal_full: DiskFullWait | None = None
         self._next_status = 0.0
         self._next_ping = 0.0
         self._last_status = ""
@@ -110,6 +141,7 @@ class Service:
     def run(self) -> int:
         # Before the (slow) model load, so a stop request during start-up still ends cleanly.
         self._install_signal_handlers()
+        self._journal.on_disk_full = self._journal_disk_full
         self.pipeline = build_pipeline(self._config, self._inbox.put)
         self._recover_interrupted()
         self._remove_stale_temporaries()
@@ -124,14 +156,49 @@ class Service:
             journal=str(self._journal.path),
         )
         self._notifier.ready(self._status_text())
-        while not self._stop_requested:
-            self._handle_inbox(timeout=0.2)
-            if self._reload_requested:
-                self._reload_requested = False
-                self._reload()
-            self._feed_pipeline()
-            self._report()
+        try:
+            while not self._stop_requested:
+                if self._journal.fault is not None:  # met by a watcher thread, say
+                    raise self._journal.fault
+                self._handle_inbox(timeout=0.2)
+                if self._reload_requested:
+                    self._reload_requested = False
+                    self._reload()
+                self._feed_pipeline()
+                self._report()
+        except JournalUnusable as exc:
+            return self._abandon(exc)
+        except _StopWhileJournalFull:
+            log.warning("stop", drained=False, reason="asked to stop while the journal disk is full")
+            self.drained = False
+            return 0
         return self._shut_down()
+
+    def _abandon(self, fault: JournalUnusable) -> int:
+        """The journal became unusable while running: stop at once, exit 2, one line on stderr."""
+        self._notifier.stopping()
+        for watcher in self._watchers.values():
+            watcher.stop(timeout=1.0)
+        log.error("journal_unusable", error=str(fault))
+        print(f"hotmatte: {fault}", file=sys.stderr)
+        self.drained = self.pipeline.stop(0.0) if self.pipeline is not None else True
+        return EXIT_SETUP
+
+    def _journal_disk_full(self, wait: DiskFullWait) -> None:
+        """Called by the journal while a write waits for space: say so once, keep the watchdog fed."""
+        if wait.over:
+            self._journal_full = None
+            log.info("journal_space_back", journal=str(wait.path), waited=round(wait.waited, 1))
+            return
+        if self._journal_full is None:
+            log.error(
+                "journal_disk_full", journal=str(wait.path), error=wait.error, waiting="until space returns"
+            )
+        self._journal_full = wait
+        self._notifier.status(f"waiting for disk space for the journal {wait.path}")
+        self._notifier.watchdog()  # waiting, not stalled
+        if self._stop_requested:
+            raise _StopWhileJournalFull
 
     def _install_signal_handlers(self) -> None:
         def stop(signum: int, _frame: FrameType | None) -> None:
@@ -232,12 +299,17 @@ class Service:
             item = self._inbox.get(timeout=timeout) if timeout > 0 else self._inbox.get_nowait()
         except queue.Empty:
             return
-        for _ in range(1000):  # bounded, so signals and feeding are not starved by a flood
+        handled = 0
+        while True:
+            # Every item taken off the queue is handled before the bound is checked: none is dropped.
             if isinstance(item, _Ready):
                 if not outcomes_only:
                     self._record_arrival(item)
             else:
                 self._conclude(item)
+            handled += 1
+            if handled >= INBOX_BATCH:
+                return
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
@@ -252,15 +324,35 @@ class Service:
         if self._journal.offer(folder.name, relative, key, redo_done=folder.on_success == "move"):
             log.info("queued", folder=folder.name, path=relative, size=ready.size)
 
+    def _claimable_folders(self, now: float) -> list[str]:
+        """Folders work may be claimed from: reachable, and not waiting for disk space."""
+        space = self._outcomes.space
+        return [n for n, w in self._watchers.items() if w.available and space.claimable(n, now)]
+
     def _feed_pipeline(self) -> None:
         assert self.pipeline is not None
-        in_flight = self.pipeline.in_flight()
-        if self._full_at is not None and in_flight >= self._full_at:
-            return  # still as full as when it last refused a job
-        self._full_at = None
-        available = [name for name, w in self._watchers.items() if w.available]
+        now = time.monotonic()
+        if self._full is not None:
+            level, until = self._full
+            if self.pipeline.in_flight() >= level and now < until:
+                return  # still as full as when it last refused a job
+            self._full = None
+        if self._suspect is not None:
+            return  # a suspect runs alone
+        available = self._claimable_folders(now)
         while (entry := self._journal.claim(available)) is not None:
             folder = self._watchers[entry.folder].folder
+            probe = entry.folder in self._outcomes.space.waiting()
+            if probe:  # a folder waiting for space sends one file at a time, as a probe
+                available.remove(entry.folder)
+            if entry.crashes >= QUARANTINE_AFTER_CRASHES:
+                self._outcomes.quarantine(folder, entry)
+                self._last_progress = time.monotonic()
+                continue
+            if entry.crashes and (self._running or self.pipeline.in_flight()):
+                # A crash left it running: run it alone, so a second crash is pinned on the right file.
+                self._journal.unclaim(entry.id)
+                return
             if self._in_pipeline(folder, entry.path):
                 # An older version of this file is still in the pipeline; its output must not land
                 # after this one's. Try again once it is out.
@@ -288,10 +380,22 @@ class Service:
             )
             if not self.pipeline.submit(job, timeout=0):
                 self._journal.unclaim(entry.id)
-                self._full_at = self.pipeline.in_flight()
+                # Feed again once one job is out, or after a short while whatever in_flight says:
+                # it may already be 0 (all finished between the refusal and this line).
+                level = max(self.pipeline.in_flight(), 1)
+                self._full = (level, time.monotonic() + FULL_BACKOFF_SECONDS)
                 return
-            self._running[entry.id] = Running(folder, entry, time.monotonic())
-            log.info("started", folder=folder.name, path=entry.path, attempt=entry.attempts)
+            # Progress is a job that went in (or an outcome), never a claim undone: a full pipeline
+            # that refuses every claim has not moved.
+            self._last_progress = time.monotonic()
+            self._running[entry.id] = Running(folder, entry, self._last_progress)
+            if probe:
+                self._outcomes.space.claimed(entry.folder)
+            log.info("started", folder=folder.name, path=entry.path, attempt=entry.attempts + 1)
+            if entry.crashes:
+                self._suspect = entry.id
+                log.warning("suspect_alone", folder=folder.name, path=entry.path, crashes=entry.crashes)
+                return
 
     def _refuse_if_output_taken(self, folder: Folder, entry: Entry) -> bool:
         """Fail ``entry`` when an older file of the folder already owns its output path.
@@ -344,9 +448,12 @@ class Service:
     def _conclude(self, outcome: Outcome) -> None:
         key = outcome.job.key
         running = self._running.pop(key, None) if isinstance(key, int) else None
+        if key == self._suspect:
+            self._suspect = None
         if running is None:
             log.error("unknown_outcome", source=str(outcome.job.source))
             return
+        self._last_progress = time.monotonic()
         self._outcomes.record(running, outcome)
 
     # --- reload -------------------------------------------------------------------------------------
@@ -388,8 +495,10 @@ class Service:
     def _status_text(self) -> str:
         in_flight = self.pipeline.in_flight() if self.pipeline else 0
         waiting = [n for n, w in self._watchers.items() if not w.available]
+        full = self._outcomes.space.waiting()
         text = f"{self._journal.backlog()} to do, {in_flight} in the pipeline, {len(self._watchers)} folders"
-        return text + (f" ({', '.join(waiting)} unreachable)" if waiting else "")
+        text += f" ({', '.join(waiting)} unreachable)" if waiting else ""
+        return text + (f" ({', '.join(full)} waiting for disk space)" if full else "")
 
     def _publish_stage_timings(self) -> None:
         """Log the per-stage timings and save them beside the journal, once new files went through."""
@@ -408,6 +517,15 @@ class Service:
     def healthy(self) -> bool:
         assert self.pipeline is not None
         return self.pipeline.healthy() and all(w.healthy() for w in self._watchers.values())
+
+    def stalled(self, now: float) -> bool:
+        """Work could go, but nothing has moved (no claim, no outcome) for ``stall_seconds``."""
+        assert self.pipeline is not None
+        busy = self.pipeline.in_flight() > 0 or self._journal.has_due_work(self._claimable_folders(now))
+        if not busy:
+            self._last_progress = now  # idle or only waiting: the clock starts with the next work
+            return False
+        return now - self._last_progress >= self._config.stall_seconds
 
     def _send_status(self, now: float) -> None:
         """``STATUS=`` for systemd. Built only when someone listens: it counts the journal's backlog."""
@@ -431,6 +549,20 @@ class Service:
         if interval is None or now < self._next_ping:
             return
         self._next_ping = now + interval
+        if self.stalled(now):
+            if not self._stall_logged:
+                # No ping: systemd's watchdog restarts us, which a wedged loop or stage needs.
+                log.error(
+                    "stalled",
+                    seconds=round(now - self._last_progress, 1),
+                    in_flight=self.pipeline.in_flight() if self.pipeline else 0,
+                    backlog=self._journal.backlog(),
+                )
+                self._stall_logged = True
+            return
+        if self._stall_logged:
+            log.info("unstalled")
+            self._stall_logged = False
         if self.healthy():
             self._notifier.watchdog()
             self._unhealthy_logged = False
@@ -452,11 +584,19 @@ def run_daemon(config_path: Path | None) -> int:
     configure_logging(config.log_level)
     try:
         journal = Journal.open(config.journal)
+    except JournalUnusable as exc:
+        print(f"hotmatte: {exc}", file=sys.stderr)
+        return EXIT_SETUP
     except (OSError, sqlite3.Error) as exc:
         print(f"hotmatte: cannot open the journal {config.journal}: {exc}", file=sys.stderr)
         return EXIT_SETUP
     service = Service(config_path, config, journal, Notifier())
-    code = service.run()
+    try:
+        code = service.run()
+    except JournalUnusable as exc:  # met during start-up, before the loop
+        print(f"hotmatte: {exc}", file=sys.stderr)
+        sys.stdout.flush()
+        os._exit(EXIT_SETUP)
     if not service.drained:
         # Stage threads are still inside the model or an encoder. Letting the interpreter finalise
         # under them can crash at exit; their files stay `running` and are recovered at next start.
