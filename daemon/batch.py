@@ -12,7 +12,7 @@ from typing import TextIO
 
 from daemon.config import DEFAULT_EXCLUDES
 from daemon.errors import HotmatteError
-from daemon.outputs import mirrored_path
+from daemon.naming import DEFAULT_OUTPUT_NAME, output_relative
 from daemon.pipeline import Job, Outcome, Pipeline
 from daemon.watch import GlobFilter
 
@@ -47,15 +47,25 @@ class Plan:
     refused: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def plan_jobs(inputs: Iterable[Path], output_root: Path, profile: str, output_format: str) -> Plan:
-    """One job per input; a second input that would land on the same output is refused, never overwritten."""
+def plan_jobs(
+    inputs: Iterable[Path],
+    output_root: Path,
+    profile: str,
+    output_format: str,
+    output_name: str = DEFAULT_OUTPUT_NAME,
+) -> Plan:
+    """One job per input; a second input that would land on the same output is refused, never overwritten.
+
+    ``output_name`` is the file name template (daemon/naming.py), already checked.
+    """
     plan = Plan()
     claimed: dict[Path, Path] = {}
     for source, root in walk_inputs(inputs):
         if not source.exists():
             plan.refused.append((source, "no such file or directory"))
             continue
-        destination = mirrored_path(source, root, output_root, output_format)
+        relative = source.relative_to(root).as_posix()
+        destination = output_root / output_relative(output_name, relative, profile, output_format)
         if destination in claimed:
             plan.refused.append(
                 (source, f"its output {destination} is already the output of {claimed[destination]}")

@@ -19,9 +19,25 @@ from daemon.io.writers import OutputFormat
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+class _VersionAction(argparse.Action):
+    """Like argparse's ``version`` action, but the text is only gathered when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from daemon.version import version_text
+
+        print(version_text())
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hotmatte", description="Background removal for studio hot folders."
+    )
+    parser.add_argument(
+        "--version", action=_VersionAction, help="show the hotmatte, model and torch versions and exit"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -35,12 +51,19 @@ def _parser() -> argparse.ArgumentParser:
     process.add_argument(
         "--format", choices=get_args(OutputFormat), help="output format (default: the profile's)"
     )
+    process.add_argument(
+        "--output-name",
+        metavar="TEMPLATE",
+        help="output file name from {stem} {ext} {profile}, e.g. '{stem}.{ext}' keeps x.psd and x.jpg "
+        "apart (default: the profile's output_name, '{stem}')",
+    )
 
     run = commands.add_parser("run", help="run the watch-folder daemon")
     run.add_argument("--config", type=Path, help="config file (default: the embedded ./hot → ./out config)")
 
     status = commands.add_parser("status", help="counts per folder and state, and the last failures")
     status.add_argument("--config", type=Path, help="config file (default: the embedded config)")
+    status.add_argument("--json", action="store_true", help="one JSON object for scripts (schema: README)")
 
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("config", type=Path)
@@ -57,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _process(args: argparse.Namespace) -> int:
     from daemon.batch import plan_jobs, run_batch
+    from daemon.naming import check_template
     from daemon.pipeline import build_pipeline
     from daemon.profiles import get_profile
 
@@ -68,7 +92,14 @@ def _process(args: argparse.Namespace) -> int:
     profile = get_profile(args.profile, config.profiles)
     if args.format == "jpeg" and profile.transparent:
         raise ConfigError([f"--format jpeg has no alpha, and profile {profile.name!r} is transparent"])
-    plan = plan_jobs(args.inputs, args.output, profile.name, args.format or profile.output_format)
+    output_name = profile.output_name
+    if args.output_name is not None:
+        try:
+            output_name = check_template(args.output_name)
+        except ValueError as exc:
+            raise ConfigError([f"--output-name {args.output_name!r}: {exc}"]) from None
+    fmt = args.format or profile.output_format
+    plan = plan_jobs(args.inputs, args.output, profile.name, fmt, output_name)
     pipeline = build_pipeline(config, lambda outcome: None)
     return run_batch(pipeline, plan)
 
@@ -98,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from daemon.status import show_status
 
-    return show_status(args.config)
+    return show_status(args.config, as_json=args.json)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

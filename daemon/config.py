@@ -20,6 +20,7 @@ from pydantic_core import ErrorDetails
 
 from daemon.errors import ConfigError
 from daemon.io.writers import OutputFormat
+from daemon.naming import check_template
 from daemon.profiles import (
     BUILTIN_PROFILES,
     Profile,
@@ -100,6 +101,13 @@ class Folder(_Model):
     #: Results whose confidence (0–1, see daemon/confidence.py) is below this go to review_dir.
     review_below: Annotated[float, Field(ge=0, le=1)] | None = None
     review_dir: Path | None = None
+    #: The output's file name, like "{stem}.{ext}" (daemon/naming.py); null: the profile's.
+    output_name: str | None = None
+
+    @field_validator("output_name")
+    @classmethod
+    def _output_name_is_a_template(cls, value: str | None) -> str | None:
+        return None if value is None else check_template(value)
 
     @property
     def all_excludes(self) -> tuple[str, ...]:
@@ -140,6 +148,10 @@ class Config(_Model):
     max_megapixels: Annotated[float, Field(gt=0)] = 250.0
     journal: Path = Path("/var/lib/hotmatte/journal.sqlite")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: auto: coloured console lines on a terminal, JSON lines under systemd and in pipes (daemon/logs.py).
+    log_format: Literal["auto", "json", "console"] = "auto"
+    #: Done and failed rows whose source is gone are forgotten after this many days (daemon/journal.py).
+    journal_keep_days: Annotated[float, Field(gt=0)] = 30.0
     reconcile_seconds: Annotated[float, Field(gt=0)] = 60.0
     drain_timeout_seconds: Annotated[float, Field(ge=0)] = 120.0
     #: No watchdog ping once work could go but nothing moved for this long (see daemon.service).
@@ -168,6 +180,12 @@ class Config(_Model):
                 raise ValueError(
                     f"folders.{index}.output_format: jpeg has no alpha, and profile {folder.profile!r} "
                     "has a transparent background; use png or tiff, or a profile with a background"
+                )
+            template = folder.output_name or known[folder.profile].output_name
+            if "{profile}" in template and ("/" in folder.profile or "\\" in folder.profile):
+                raise ValueError(
+                    f"folders.{index}.output_name: {{profile}} would put the / of profile "
+                    f"{folder.profile!r} into file names; rename the profile or drop {{profile}}"
                 )
         return self
 
@@ -268,7 +286,7 @@ def _describe_all(errors: list[ErrorDetails], source: str) -> list[str]:
             place = f"{key}: " if group[0]["loc"] else ""
             lines += [f"{source}: {place}{e['msg'].removeprefix('Value error, ')}" for e in group]
             continue
-        message = ", or ".join(dict.fromkeys(e["msg"] for e in group))
+        message = ", or ".join(dict.fromkeys(e["msg"].removeprefix("Value error, ") for e in group))
         lines.append(f"{source}: {key}: {message} (got {group[0].get('input')!r})")
     return lines
 

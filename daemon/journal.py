@@ -32,6 +32,7 @@ which are only shown, are stored with such bytes escaped (``backslashreplace``).
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import threading
 import time
@@ -373,32 +374,70 @@ class Journal:
             (error_class, printable(reason), next_attempt),
         )
 
-    def same_output_rivals(self, entry: Entry) -> list[Entry]:
-        """Older rows of the same folder whose path differs from ``entry``'s only by its extension.
+    def same_output_rivals(self, entry: Entry, output_of: Callable[[str], str]) -> list[Entry]:
+        """Older rows of the same folder and directory whose output path (``output_of(path)``,
+        from the folder's output_name template) is ``entry``'s: they would write the same file.
 
-        They would write the same output file; failed ones no longer count.
+        Failed ones no longer count. The template decides, not the stem: under
+        ``"{stem}.{ext}"`` ``x.psd`` and ``x.jpg`` do not collide.
         """
-        stem = PurePosixPath(entry.path).with_suffix("").as_posix()
-        stored = to_column(stem)
-        params: tuple[object, ...]
-        if isinstance(stored, bytes):
-            # LIKE does not match BLOBs (names that are not UTF-8): compare the leading bytes instead.
-            prefix = stored + b"."
-            match, params = "substr(path, 1, ?) = ?", (len(prefix), prefix)
-        else:
-            pattern = stem.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ".%"
-            match, params = "path LIKE ? ESCAPE '\\'", (pattern,)
+        mine = output_of(entry.path)
+        parent = PurePosixPath(entry.path).parent.as_posix()
+        # Only the same directory (a template never moves a file to another one): for a
+        # sub-folder, a range on the (folder, path) index; "/" + 1 is "0".
+        prefix = "" if parent == "." else parent + "/"
+        # A name that is not UTF-8 is a BLOB (daemon.names): its rivals are BLOBs too (the same
+        # odd bytes are in their stem), compared byte by byte, so the bounds and offsets are bytes.
+        as_bytes = isinstance(to_column(entry.path), bytes)
+        low: str | bytes = os.fsencode(prefix) if as_bytes else prefix
+        high: str | bytes = os.fsencode(prefix[:-1] + "0") if as_bytes else prefix[:-1] + "0"
+        in_directory = "AND path >= ? AND path < ?" if prefix else ""
+        bounds = (low, high) if prefix else ()
+        # Every template holds {stem}, so a rival's name up to its first dot (part of its stem) is
+        # part of our output path. Testing that in SQL keeps a 10,000-file folder (6 ms a claim)
+        # from going through Python on every claim; output_of then decides on the rows left.
         with self._lock, self._guarded():
-            rows = self._db.execute(
-                "SELECT * FROM files WHERE folder = ? AND id < ? AND state != 'failed'"
-                f" AND {match} ORDER BY id",
-                (entry.folder, entry.id, *params),
+            candidates = self._db.execute(
+                "SELECT id, path FROM (SELECT id, path, substr(path, ?) AS name FROM files"
+                f"  WHERE folder = ? AND id < ? AND state != 'failed' {in_directory})"
+                " WHERE instr(name, '/') = 0 AND instr(?, substr(name, 1, instr(name || '.', '.') - 1)) > 0"
+                " ORDER BY id",
+                (len(low) + 1, entry.folder, entry.id, *bounds, to_column(mine)),
             ).fetchall()
-        return [e for e in map(_entry, rows) if PurePosixPath(e.path).with_suffix("").as_posix() == stem]
+        ids = [row["id"] for row in candidates if output_of(from_column(row["path"])) == mine]
+        return [e for e in map(self.get_by_id, ids) if e is not None]
 
     def forget(self, entry_id: int) -> None:
         """Drop a row whose file vanished before it was processed."""
         self._write(lambda db: db.execute("DELETE FROM files WHERE id = ?", (entry_id,)))
+
+    # --- upkeep -------------------------------------------------------------------------------
+
+    def finished_before(self, cutoff: float, after_id: int = 0, limit: int = 500) -> list[Entry]:
+        """Done and failed rows last changed before ``cutoff``, by id from ``after_id`` (in pages)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM files WHERE id > ? AND state IN ('done', 'failed') AND updated_at < ?"
+                " ORDER BY id LIMIT ?",
+                (after_id, cutoff, limit),
+            ).fetchall()
+        return [_entry(r) for r in rows]
+
+    def prune(self, entries: Collection[Entry]) -> int:
+        """Delete these rows, unless they changed since they were read (a file offered again)."""
+        with self._transaction() as db:
+            deleted = 0
+            for entry in entries:
+                deleted += db.execute(
+                    "DELETE FROM files WHERE id = ? AND updated_at = ? AND state IN ('done', 'failed')",
+                    (entry.id, entry.updated_at),
+                ).rowcount
+        return deleted
+
+    def vacuum(self) -> None:
+        """Give the space of deleted rows back to the filesystem (rewrites the file: not per file)."""
+        with self._lock:
+            self._db.execute("VACUUM")
 
     # --- reports --------------------------------------------------------------------------------
 

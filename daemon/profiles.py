@@ -17,10 +17,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from daemon.errors import ConfigError
 from daemon.io.writers import MAX_SIDE, OutputFormat
+from daemon.naming import DEFAULT_OUTPUT_NAME, check_template
 
 REFERENCE_SIDE = 2048
 HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -74,6 +75,13 @@ class Profile(_Knobs):
     canvas: str = "none"
     shadow: Shadow | None = None
     id_size: Literal["35x45mm", "2x2in"] = "35x45mm"
+    #: The output's file name (daemon/naming.py); a folder's own output_name overrides it.
+    output_name: str = DEFAULT_OUTPUT_NAME
+
+    @field_validator("output_name")
+    @classmethod
+    def _output_name_is_a_template(cls, value: str) -> str:
+        return check_template(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
@@ -98,9 +106,8 @@ class Profile(_Knobs):
     @property
     def is_raw(self) -> bool:
         """True when nothing but the upsampled alpha is applied (the ``raw`` fast path)."""
-        return self.model_dump(exclude={"name", "output_format"}) == Profile().model_dump(
-            exclude={"name", "output_format"}
-        )
+        delivery = {"name", "output_format", "output_name"}  # how it is saved, not what is cut
+        return self.model_dump(exclude=delivery) == Profile().model_dump(exclude=delivery)
 
 
 def background_kind(value: str) -> Literal["transparent", "colour", "image"]:

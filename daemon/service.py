@@ -36,6 +36,7 @@ import signal
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -47,12 +48,14 @@ from daemon.errors import ConfigError, JournalUnusable, OutputCollision
 from daemon.journal import Entry, Fingerprint, Journal, profile_hash
 from daemon.journal_faults import DiskFullWait
 from daemon.logs import configure_logging
+from daemon.naming import DEFAULT_OUTPUT_NAME, output_relative
 from daemon.notify import Notifier
 from daemon.outcomes import QUARANTINE_AFTER_CRASHES, OutcomeRecorder, Running
-from daemon.outputs import mirrored_path, remove_stale_temporaries
+from daemon.outputs import remove_stale_temporaries
 from daemon.pipeline import PIPELINE_VERSION, Job, Outcome, Pipeline, build_pipeline
 from daemon.profiles import get_profile
 from daemon.stage_stats import report_path_for, save_report
+from daemon.upkeep import JournalUpkeep
 from daemon.watch import FolderWatcher
 
 log = structlog.get_logger("hotmatte")
@@ -87,10 +90,19 @@ def output_format(folder: Folder, config: Config) -> str:
     return folder.output_format or get_profile(folder.profile, config.profiles).output_format
 
 
+def output_template(folder: Folder, config: Config) -> str:
+    """The folder's ``output_name``, else its profile's (daemon/naming.py)."""
+    return folder.output_name or get_profile(folder.profile, config.profiles).output_name
+
+
 def fingerprint(config: Config, folder: Folder, size: int, mtime_ns: int) -> Fingerprint:
-    # Every knob of the profile: changing any of them must redo the folder's files.
-    settings = get_profile(folder.profile, config.profiles).model_dump_json()
+    # Every knob of the profile: changing any of them must redo the folder's files. The output
+    # name too: a changed template is a changed output, written again under its new name.
+    settings = get_profile(folder.profile, config.profiles).model_dump_json(exclude={"output_name"})
     digest = profile_hash(settings, output_format(folder, config), config.model_size)
+    template = output_template(folder, config)
+    if template != DEFAULT_OUTPUT_NAME:  # folded in only when set, so existing journals stay valid
+        digest = profile_hash(digest, template)
     return Fingerprint(size, mtime_ns, digest, PIPELINE_VERSION)
 
 
@@ -100,8 +112,16 @@ def relative_key(folder: Folder, path: Path) -> str:
 
 def destination_for(folder: Folder, relative: str, config: Config, root: Path | None = None) -> Path:
     """Where ``relative``'s result goes below ``root`` (the folder's output unless given)."""
-    fmt = output_format(folder, config)
-    return mirrored_path(folder.input / relative, folder.input, root or folder.output, fmt)
+    name = output_relative(
+        output_template(folder, config), relative, folder.profile, output_format(folder, config)
+    )
+    return (root or folder.output) / name
+
+
+def output_key(folder: Folder, config: Config) -> Callable[[str], str]:
+    """``relative source path → relative output path``: two sources with the same key collide."""
+    template, fmt = output_template(folder, config), output_format(folder, config)
+    return lambda relative: output_relative(template, relative, folder.profile, fmt).as_posix()
 
 
 class Service:
@@ -135,6 +155,11 @@ class Service:
         self._unhealthy_logged = False
         self.pipeline: Pipeline | None = None
         self.drained = True
+        self._upkeep = JournalUpkeep(
+            journal,
+            lambda: {f.name: f for f in self._config.folders},
+            lambda: self._config.journal_keep_days,
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
@@ -156,6 +181,7 @@ class Service:
             journal=str(self._journal.path),
         )
         self._notifier.ready(self._status_text())
+        self._upkeep.start()  # prunes the journal now, then daily, on its own thread
         try:
             while not self._stop_requested:
                 if self._journal.fault is not None:  # met by a watcher thread, say
@@ -224,6 +250,7 @@ class Service:
         self.drained = self.pipeline.stop(0.0)
         self._handle_inbox(timeout=0.0, outcomes_only=True)
         log.info("stop", drained=self.drained, left_running=len(self._running))
+        self._upkeep.stop()
         self._journal.close()
         return 0
 
@@ -403,7 +430,7 @@ class Service:
         ``a.jpg`` and ``a.png`` both map to ``a.png``: the later one goes to the error folder
         with a reason, rather than silently replacing the other's result.
         """
-        rivals = self._journal.same_output_rivals(entry)
+        rivals = self._journal.same_output_rivals(entry, output_key(folder, self._config))
         if not rivals:
             return False
         destination = destination_for(folder, entry.path, self._config)
@@ -471,7 +498,7 @@ class Service:
         if needs_restart:
             log.warning("reload_needs_restart", keys=needs_restart, kept="running values for these keys")
         self._config = new.model_copy(update={key: getattr(old, key) for key in needs_restart})
-        configure_logging(self._config.log_level)
+        configure_logging(self._config.log_level, self._config.log_format)
         old_folders = {f.name: f for f in old.folders}
         new_folders = {f.name: f for f in new.folders}
         removed = [n for n in old_folders if n not in new_folders or new_folders[n] != old_folders[n]]
@@ -581,7 +608,7 @@ def run_daemon(config_path: Path | None) -> int:
     configure_logging("info")
     # ConfigError and WeightsError reach cli.main, which prints one line each and exits 2.
     config = load_config(config_path)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     try:
         journal = Journal.open(config.journal)
     except JournalUnusable as exc:

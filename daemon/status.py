@@ -1,10 +1,13 @@
 """``hotmatte status``: what the journal says, per folder and state, and the latest failures.
 
-Reads the journal read-only, so it is safe to run while the daemon works.
+Reads the journal read-only, so it is safe to run while the daemon works. ``--json`` gives the
+same content as one JSON object for scripts (:func:`status_document`; its schema is in the
+README and versioned by ``schema``).
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 from datetime import datetime
@@ -18,6 +21,8 @@ from daemon.names import printable
 from daemon.stage_stats import load_report, report_path_for
 
 FAILURES_SHOWN = 10
+#: Bumped when a key of the ``--json`` document changes meaning or goes away (adding keys does not).
+JSON_SCHEMA = 1
 
 
 def format_counts(
@@ -45,9 +50,8 @@ def format_failures(journal: Journal, limit: int = FAILURES_SHOWN) -> list[str]:
         return ["no failures"]
     lines = [f"last {len(failures)} failure(s), newest first:"]
     for entry in failures:
-        when = datetime.fromtimestamp(entry.updated_at).astimezone().isoformat(timespec="seconds")
         # Names that are not UTF-8 are shown with \xNN escapes, never as an encoding error.
-        lines.append(f"  {when}  {entry.folder}/{printable(entry.path)}")
+        lines.append(f"  {_when(entry.updated_at)}  {entry.folder}/{printable(entry.path)}")
         lines.append(f"      {entry.error_class}: {printable(entry.last_error or '')}")
     return lines
 
@@ -67,8 +71,50 @@ def render_status(config: Config, journal: Journal) -> str:
     return "\n".join(lines) + "\n"
 
 
-def show_status(config_path: Path | None, out: TextIO = sys.stdout) -> int:
-    """Print the status; 0 when shown, 1 when there is no journal yet, 2 on a bad config."""
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
+
+
+def status_document(config: Config, journal: Journal) -> dict[str, object]:
+    """What :func:`render_status` shows, as plain data (the ``--json`` schema in the README)."""
+    counts = journal.counts()
+    configured = [f.name for f in config.folders]
+    review = journal.in_review()
+    folders = [
+        {
+            "name": name,
+            "configured": name in configured,
+            **counts.get(name, dict.fromkeys(STATES, 0)),
+            "review": review.get(name, 0),
+        }
+        for name in configured + sorted(set(counts) - set(configured))
+    ]
+    failures = [
+        {
+            "folder": e.folder,
+            "path": printable(e.path),  # \xNN for bytes that are not UTF-8
+            "error_class": e.error_class,
+            "reason": e.last_error,
+            "attempts": e.attempts,
+            "at": _when(e.updated_at),
+        }
+        for e in journal.recent_failures(FAILURES_SHOWN)
+    ]
+    stages = load_report(report_path_for(journal.path))
+    return {
+        "schema": JSON_SCHEMA,
+        "journal": str(journal.path),
+        "folders": folders,
+        "failures": failures,
+        "stages": stages.to_dict() if stages is not None else None,
+    }
+
+
+def show_status(config_path: Path | None, out: TextIO = sys.stdout, *, as_json: bool = False) -> int:
+    """Print the status; 0 when shown, 1 when there is no journal yet, 2 on a bad config.
+
+    With ``as_json`` stdout holds the JSON document or nothing (problems go to stderr).
+    """
     try:
         config = load_config(config_path)
     except ConfigError as exc:
@@ -76,12 +122,16 @@ def show_status(config_path: Path | None, out: TextIO = sys.stdout) -> int:
             print(problem, file=sys.stderr)
         return 2
     if not config.journal.exists():
-        print(f"no journal at {config.journal} yet: the daemon has not run with this config", file=out)
+        message = f"no journal at {config.journal} yet: the daemon has not run with this config"
+        print(message, file=sys.stderr if as_json else out)
         return 1
     try:
         journal = Journal.open_read_only(config.journal)
         try:
-            out.write(render_status(config, journal))
+            if as_json:
+                out.write(json.dumps(status_document(config, journal), indent=2) + "\n")
+            else:
+                out.write(render_status(config, journal))
         finally:
             journal.close()
     except sqlite3.Error as exc:

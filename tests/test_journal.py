@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -253,7 +253,16 @@ def test_names_that_are_not_utf8_round_trip_and_stay_distinct(journal: Journal) 
     assert entry is not None and entry.path == odd
     assert os.fsencode(entry.path) == b"caf\xe9.jpg"
     later = journal.get("hot", os.fsdecode(b"caf\xe9.png"))
-    assert later is not None and [r.path for r in journal.same_output_rivals(later)] == [odd]
+
+    def png(path: str) -> str:
+        return str(PurePosixPath(path).with_suffix(".png"))
+
+    assert later is not None and [r.path for r in journal.same_output_rivals(later, png)] == [odd]
+    journal.offer("hot", os.fsdecode(b"sub\xff/caf\xe9.jpg"), FP)  # a folder that is not UTF-8
+    journal.offer("hot", os.fsdecode(b"sub\xff/caf\xe9.tif"), FP)
+    deeper = journal.get("hot", os.fsdecode(b"sub\xff/caf\xe9.tif"))
+    assert deeper is not None
+    assert [r.path for r in journal.same_output_rivals(deeper, png)] == [os.fsdecode(b"sub\xff/caf\xe9.jpg")]
     claimed = journal.claim(["hot"])
     assert claimed is not None and claimed.path == odd
     journal.mark_failed(claimed.id, "CorruptInput", f"{odd}: truncated")

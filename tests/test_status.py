@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
+from datetime import datetime
 from pathlib import Path
 
 from daemon.journal import Fingerprint, Journal
 from daemon.stage_stats import StageClock, report_path_for, save_report
 from daemon.status import show_status
+from tests.conftest import run_hotmatte
 
 FP = Fingerprint(1, 1, "p", "1")
 
@@ -78,3 +81,56 @@ def test_stage_timings_saved_by_the_daemon_are_shown(tmp_path: Path) -> None:
     text = out.getvalue()
     assert "pipeline stages" in text and "bottleneck: " in text
     assert any(line.split()[:4] == ["model", "1", "1", "1.200"] for line in text.splitlines())
+
+
+def test_status_json_through_the_real_command_has_the_documented_schema(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    journal = Journal.open(tmp_path / "state" / "journal.sqlite")
+    for n in range(3):
+        journal.offer("studio", f"{n}.jpg", FP)
+    done, failed = journal.claim(["studio"]), journal.claim(["studio"])
+    assert done is not None and failed is not None
+    journal.mark_done(done.id, "review/0.png", confidence=0.1, review=True)
+    journal.mark_failed(failed.id, "CorruptInput", "truncated JPEG")
+    journal.close()
+    clock = StageClock({"decode": 1, "model": 1, "finish": 1})
+    clock.record("model", 1.5)
+    save_report(clock.report(), report_path_for(tmp_path / "state" / "journal.sqlite"))
+
+    result = run_hotmatte("status", "--json", "--config", config)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["schema"] == 1
+    assert document["journal"] == str(tmp_path / "state" / "journal.sqlite")
+    assert document["folders"] == [
+        {
+            "name": "studio",
+            "configured": True,
+            "pending": 1,
+            "running": 0,
+            "done": 1,
+            "failed": 1,
+            "review": 1,
+        },
+        {
+            "name": "empty",
+            "configured": True,
+            "pending": 0,
+            "running": 0,
+            "done": 0,
+            "failed": 0,
+            "review": 0,
+        },
+    ]
+    (failure,) = document["failures"]
+    assert failure["folder"] == "studio" and failure["path"] == "1.jpg" and failure["attempts"] == 1
+    assert failure["error_class"] == "CorruptInput" and failure["reason"] == "truncated JPEG"
+    assert datetime.fromisoformat(failure["at"]).tzinfo is not None
+    assert document["stages"]["bottleneck"] == "model"
+    assert {s["name"] for s in document["stages"]["stages"]} == {"decode", "model", "finish"}
+
+
+def test_status_json_without_a_journal_writes_nothing_on_stdout_and_exits_1(tmp_path: Path) -> None:
+    result = run_hotmatte("status", "--json", "--config", write_config(tmp_path))
+    assert result.returncode == 1
+    assert result.stdout == "" and "no journal" in result.stderr

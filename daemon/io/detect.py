@@ -6,6 +6,7 @@ from pathlib import Path
 
 from daemon.errors import CorruptInput, UnsupportedInput
 from daemon.io._types import ImageReader
+from daemon.io.heif import HEIF_BRANDS
 from daemon.io.raster import RasterReader
 
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -29,10 +30,12 @@ def sniff_format(path: Path) -> str:
         raise CorruptInput(f"{path.name}: empty file (0 bytes)")
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
+    if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS:
+        return "heif"
     for signature, fmt in _SIGNATURES:
         if head.startswith(signature):
             return fmt
-    raise UnsupportedInput(f"{path.name}: unsupported: not a JPEG, PNG, WebP, TIFF or PSD/PSB file")
+    raise UnsupportedInput(f"{path.name}: unsupported: not a JPEG, PNG, WebP, TIFF, PSD/PSB or HEIC file")
 
 
 def open_image(path: Path, *, max_megapixels: float) -> ImageReader:
@@ -46,4 +49,8 @@ def open_image(path: Path, *, max_megapixels: float) -> ImageReader:
         from daemon.io.psd import open_psd
 
         return open_psd(path, max_megapixels=max_megapixels)
+    if fmt == "heif":
+        from daemon.io.heif import open_heif
+
+        return open_heif(path, max_megapixels=max_megapixels)
     return RasterReader(path, max_megapixels=max_megapixels)
