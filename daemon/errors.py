@@ -25,7 +25,9 @@ InputError            Permanent for that file: the journal marks it failed, the
                       file cannot make a crash loop)
 TransientError        Retried with exponential backoff; the file stays pending.
   ShareUnavailable    The folder waits (logged once) until the share is back.
-  DiskFull            Retried; nothing half-written is ever left visible.
+  DiskFull            Not the file's fault: the file goes back to pending
+                      uncounted and its folder waits (logged once) until a
+                      probe finds space; nothing half-written is left visible.
   DeviceOutOfMemory   The batch is retried one image at a time, then with
                       backoff like any transient error. (Running out of GPU
                       memory while *refining* a file is no error: that file
