@@ -16,13 +16,8 @@ Crashes: a row left ``running`` by a crash is a *suspect*; suspects run alone
 and a row that was running at :data:`~daemon.outcomes.QUARANTINE_AFTER_CRASHES`
 crashes in a row is failed with ``DiedWhileProcessing`` instead of run again.
 
-Waiting is not stalling. A folder whose share is gone, a folder waiting for
-disk space, rows in backoff and a journal waiting for space all *wait*: the
-watchdog is still fed and ``STATUS=`` says what is awaited. A *stall* is work
-that could go (rows due in a reachable folder, or files in the pipeline) while
-nothing has moved (no claim, no outcome) for ``stall_seconds``: then the
-``WATCHDOG=1`` pings stop (logged once as ``stalled``) so systemd restarts us.
-``stall_seconds`` must therefore exceed the longest single file.
+The ``WATCHDOG=1`` ping stops when a thread died or work has stalled, never
+while the daemon merely waits (:mod:`daemon.liveness`).
 
 A damaged journal found while running stops the daemon with exit 2 and one
 line naming the repair (:mod:`daemon.journal_faults`), never a spin.
@@ -47,6 +42,7 @@ from daemon.config import Config, Folder, load_config
 from daemon.errors import ConfigError, JournalUnusable, OutputCollision
 from daemon.journal import Entry, Fingerprint, Journal, profile_hash
 from daemon.journal_faults import DiskFullWait
+from daemon.liveness import Liveness
 from daemon.logs import configure_logging
 from daemon.naming import DEFAULT_OUTPUT_NAME, output_relative
 from daemon.notify import Notifier
@@ -144,15 +140,12 @@ class Service:
         self._full: tuple[int, float] | None = None
         #: The suspect (a row a crash left running) now in the pipeline, alone.
         self._suspect: int | None = None
-        self._last_progress = time.monotonic()
-        self._stall_logged = False
+        self._liveness = Liveness(notifier, lambda: self._config.stall_seconds)
         self._journal_full: DiskFullWait | None = None
         self._next_status = 0.0
-        self._next_ping = 0.0
         self._last_status = ""
         self._next_stages = STAGES_EVERY_SECONDS
         self._stage_files = 0
-        self._unhealthy_logged = False
         self.pipeline: Pipeline | None = None
         self.drained = True
         self._upkeep = JournalUpkeep(
@@ -222,7 +215,7 @@ class Service:
             )
         self._journal_full = wait
         self._notifier.status(f"waiting for disk space for the journal {wait.path}")
-        self._notifier.watchdog()  # waiting, not stalled
+        self._liveness.waiting()
         if self._stop_requested:
             raise _StopWhileJournalFull
 
@@ -374,7 +367,7 @@ class Service:
                 available.remove(entry.folder)
             if entry.crashes >= QUARANTINE_AFTER_CRASHES:
                 self._outcomes.quarantine(folder, entry)
-                self._last_progress = time.monotonic()
+                self._liveness.moved()
                 continue
             if entry.crashes and (self._running or self.pipeline.in_flight()):
                 # A crash left it running: run it alone, so a second crash is pinned on the right file.
@@ -414,8 +407,8 @@ class Service:
                 return
             # Progress is a job that went in (or an outcome), never a claim undone: a full pipeline
             # that refuses every claim has not moved.
-            self._last_progress = time.monotonic()
-            self._running[entry.id] = Running(folder, entry, self._last_progress)
+            self._liveness.moved()
+            self._running[entry.id] = Running(folder, entry, time.monotonic())
             if probe:
                 self._outcomes.space.claimed(entry.folder)
             log.info("started", folder=folder.name, path=entry.path, attempt=entry.attempts + 1)
@@ -480,7 +473,7 @@ class Service:
         if running is None:
             log.error("unknown_outcome", source=str(outcome.job.source))
             return
-        self._last_progress = time.monotonic()
+        self._liveness.moved()
         self._outcomes.record(running, outcome)
 
     # --- reload -------------------------------------------------------------------------------------
@@ -545,14 +538,20 @@ class Service:
         assert self.pipeline is not None
         return self.pipeline.healthy() and all(w.healthy() for w in self._watchers.values())
 
-    def stalled(self, now: float) -> bool:
-        """Work could go, but nothing has moved (no claim, no outcome) for ``stall_seconds``."""
+    def _busy(self) -> bool:
+        """Work could go: files in the pipeline, or due in a folder we may claim from."""
         assert self.pipeline is not None
-        busy = self.pipeline.in_flight() > 0 or self._journal.has_due_work(self._claimable_folders(now))
-        if not busy:
-            self._last_progress = now  # idle or only waiting: the clock starts with the next work
-            return False
-        return now - self._last_progress >= self._config.stall_seconds
+        now = time.monotonic()
+        return self.pipeline.in_flight() > 0 or self._journal.has_due_work(self._claimable_folders(now))
+
+    def _details(self) -> dict[str, object]:
+        """What an ``unhealthy`` or ``stalled`` log line says about the daemon."""
+        return {
+            "folders": {n: w.healthy() for n, w in self._watchers.items()},
+            "pipeline": self.pipeline.healthy() if self.pipeline else False,
+            "in_flight": self.pipeline.in_flight() if self.pipeline else 0,
+            "backlog": self._journal.backlog(),
+        }
 
     def _send_status(self, now: float) -> None:
         """``STATUS=`` for systemd. Built only when someone listens: it counts the journal's backlog."""
@@ -572,35 +571,8 @@ class Service:
         if now >= self._next_stages:
             self._next_stages = now + STAGES_EVERY_SECONDS
             self._publish_stage_timings()
-        interval = self._notifier.watchdog_interval
-        if interval is None or now < self._next_ping:
-            return
-        self._next_ping = now + interval
-        if self.stalled(now):
-            if not self._stall_logged:
-                # No ping: systemd's watchdog restarts us, which a wedged loop or stage needs.
-                log.error(
-                    "stalled",
-                    seconds=round(now - self._last_progress, 1),
-                    in_flight=self.pipeline.in_flight() if self.pipeline else 0,
-                    backlog=self._journal.backlog(),
-                )
-                self._stall_logged = True
-            return
-        if self._stall_logged:
-            log.info("unstalled")
-            self._stall_logged = False
-        if self.healthy():
-            self._notifier.watchdog()
-            self._unhealthy_logged = False
-        elif not self._unhealthy_logged:
-            # No ping: systemd's watchdog will restart us, which is what a wedged observer or stage needs.
-            log.error(
-                "unhealthy",
-                folders={n: w.healthy() for n, w in self._watchers.items()},
-                pipeline=self.pipeline.healthy() if self.pipeline else False,
-            )
-            self._unhealthy_logged = True
+        # No ping when unhealthy or stalled: systemd's watchdog restarts us (daemon/liveness.py).
+        self._liveness.tick(now, busy=self._busy, healthy=self.healthy, details=self._details)
 
 
 def run_daemon(config_path: Path | None) -> int:

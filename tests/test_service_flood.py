@@ -32,32 +32,49 @@ def counts(tmp_path: Path) -> dict[State, int]:
         journal.close()
 
 
-def test_1500_fast_failures_each_end_failed_with_a_record_and_none_is_left_running(tmp_path: Path) -> None:
-    """Arrivals come in one burst of 1,500 (over the loop's 1,000-item turn) and the pipeline is
-    tiny (queue_size 1), so refused submits happen all the time while files fail in microseconds:
-    the old loop dropped the item in hand at each full turn and could wedge after a refusal."""
+@pytest.mark.parametrize(
+    ("when", "queue_size"),
+    [
+        # Dropped while the daemon runs, into a one-slot pipeline: refused submits all the time
+        # while files fail in microseconds. The old loop could wedge after a refusal that read
+        # in_flight 0 (measured: stuck at 263 failed, 1,237 pending, for good).
+        ("while-running", 1),
+        # Already there at start: the start-up scan makes 1,500 arrivals at once, over the loop's
+        # 1,000-item turn; the old loop dropped the item it held at the end of a turn. A roomy
+        # pipeline keeps the wedge out of this one.
+        ("before-start", 64),
+    ],
+)
+def test_1500_fast_failures_each_end_failed_with_a_record_and_none_is_left_running(
+    tmp_path: Path, when: str, queue_size: int
+) -> None:
     n = 1500
     config = write_config(
         tmp_path / "c.yaml",
         [folder_settings(tmp_path, "hot", stable_seconds=0.3)],
         reconcile_seconds=3600,  # only the start-up scan: a dropped arrival is never found again
-        workers={"decode": 1, "finish": 1, "queue_size": 1},
+        workers={"decode": 1, "finish": 1, "queue_size": queue_size},
     )
+    junk = [tmp_path / "hot" / f"junk{i:04}.jpg" for i in range(n)]
+    if when == "before-start":
+        for path in junk:
+            path.write_bytes(b"")
     with Daemon(config) as daemon:
         daemon.wait_for("start")
-        for i in range(n):
-            (tmp_path / "hot" / f"junk{i:04}.jpg").write_bytes(b"")
+        if when == "while-running":
+            for path in junk:
+                path.write_bytes(b"")
         began = time.monotonic()
-        daemon.wait_until(lambda: counts(tmp_path)["failed"] == n, 400, f"{n} failed")
+        daemon.wait_until(lambda: counts(tmp_path)["failed"] == n, 300, f"{n} failed")
         seconds = time.monotonic() - began
         time.sleep(0.5)
         final = counts(tmp_path)
         assert daemon.proc.poll() is None
         assert daemon.terminate() == 0
-    print(f"{n} fast failures recorded in {seconds:.1f} s ({n / seconds:.0f} files/s)")
+    print(f"{n} fast failures ({when}) recorded in {seconds:.1f} s ({n / seconds:.0f} files/s)")
     assert (final["running"], final["pending"], final["failed"]) == (0, 0, n)
     records = sorted(p.name for p in (tmp_path / "hot-out-errors").glob("*.error.json"))
-    assert records == [f"junk{i:04}.jpg.error.json" for i in range(n)]
+    assert records == [f"{p.name}.error.json" for p in junk]
     assert len(daemon.named("failed")) == n
 
 
