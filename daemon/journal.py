@@ -473,6 +473,15 @@ class Journal:
             ).fetchall()
         return {r["folder"]: r["n"] for r in rows}
 
+    def waiting_for_space(self) -> dict[str, tuple[int, str]]:
+        """``{folder: (n, latest reason)}`` of pending rows sent back by a full disk."""
+        with self._lock, self._guarded():
+            rows = self._db.execute(
+                "SELECT folder, count(*) AS n, max(last_error) AS reason FROM files"
+                " WHERE state = 'pending' AND error_class = 'DiskFull' GROUP BY folder"
+            ).fetchall()
+        return {r["folder"]: (r["n"], r["reason"] or "") for r in rows}
+
     def recent_failures(self, limit: int = 10) -> list[Entry]:
         with self._lock, self._guarded():
             rows = self._db.execute(

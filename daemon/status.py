@@ -56,11 +56,20 @@ def format_failures(journal: Journal, limit: int = FAILURES_SHOWN) -> list[str]:
     return lines
 
 
+def format_space_waits(journal: Journal) -> list[str]:
+    """Folders whose files wait for disk space (a full disk never fails a file: see daemon.disk_space)."""
+    return [
+        f"{folder}: {n} file(s) waiting for disk space ({printable(reason)})"
+        for folder, (n, reason) in sorted(journal.waiting_for_space().items())
+    ]
+
+
 def render_status(config: Config, journal: Journal) -> str:
     counts = journal.counts()
     configured = [f.name for f in config.folders]
     table = format_counts(counts, configured, journal.in_review())
-    lines = [f"journal: {journal.path}", *table, "", *format_failures(journal)]
+    lines = [f"journal: {journal.path}", *table, *format_space_waits(journal)]
+    lines += ["", *format_failures(journal)]
     stages = load_report(report_path_for(journal.path))
     if stages is not None:
         lines += [
