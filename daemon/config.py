@@ -146,6 +146,9 @@ class Config(_Model):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model_size: PositiveInt = 1024
     max_megapixels: Annotated[float, Field(gt=0)] = 250.0
+    #: Layered PSD/PSB without a merged image: psd-tools composites files up to this many
+    #: megapixels (canvas and largest layer); larger ones are composited band by band.
+    psd_layer_budget_megapixels: Annotated[float, Field(gt=0)] = 4.0
     journal: Path = Path("/var/lib/hotmatte/journal.sqlite")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: auto: coloured console lines on a terminal, JSON lines under systemd and in pipes (daemon/logs.py).

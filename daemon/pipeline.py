@@ -105,6 +105,7 @@ class Pipeline:
         queue_size: int = 8,
         batch_size: int = 1,
         max_megapixels: float = 250.0,
+        psd_layer_budget_megapixels: float = 4.0,
         profiles: Mapping[str, Profile] | None = None,
         model_threads: int | None = None,
     ) -> None:
@@ -116,6 +117,7 @@ class Pipeline:
         self.on_outcome = on_outcome
         self.batch_size = batch_size
         self.max_megapixels = max_megapixels
+        self.psd_layer_budget_megapixels = psd_layer_budget_megapixels
         self._decode_q: queue.Queue[object] = queue.Queue(queue_size)
         self._model_q: queue.Queue[object] = queue.Queue(queue_size)
         self._finish_q: queue.Queue[object] = queue.Queue(queue_size)
@@ -228,7 +230,11 @@ class Pipeline:
             started = time.perf_counter()
             try:
                 profile = get_profile(item.job.profile, self.profiles)
-                item.reader = open_image(item.job.source, max_megapixels=self.max_megapixels)
+                item.reader = open_image(
+                    item.job.source,
+                    max_megapixels=self.max_megapixels,
+                    psd_layer_budget_megapixels=self.psd_layer_budget_megapixels,
+                )
                 side = proxy_side(*item.reader.info.oriented_size, size)
                 proxy = item.reader.proxy(side)
                 item.prepared = prepare(proxy, size)
@@ -347,6 +353,7 @@ def build_pipeline(config: Config, on_outcome: Callable[[Outcome], None]) -> Pip
         queue_size=config.workers.queue_size,
         batch_size=batch,
         max_megapixels=config.max_megapixels,
+        psd_layer_budget_megapixels=config.psd_layer_budget_megapixels,
         profiles=config.profiles,
         model_threads=model_threads_for(engine.device),
     )

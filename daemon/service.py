@@ -57,7 +57,15 @@ from daemon.watch import FolderWatcher
 log = structlog.get_logger("hotmatte")
 
 #: Settings the running engine and pipeline were built with; changing them needs a restart.
-RESTART_KEYS = ("weights", "device", "model_size", "max_megapixels", "journal", "workers")
+RESTART_KEYS = (
+    "weights",
+    "device",
+    "model_size",
+    "max_megapixels",
+    "psd_layer_budget_megapixels",
+    "journal",
+    "workers",
+)
 STATUS_EVERY_SECONDS = 2.0
 #: How often the per-stage timings are logged and saved for `hotmatte status`.
 STAGES_EVERY_SECONDS = 30.0

@@ -38,7 +38,7 @@ def sniff_format(path: Path) -> str:
     raise UnsupportedInput(f"{path.name}: unsupported: not a JPEG, PNG, WebP, TIFF, PSD/PSB or HEIC file")
 
 
-def open_image(path: Path, *, max_megapixels: float) -> ImageReader:
+def open_image(path: Path, *, max_megapixels: float, psd_layer_budget_megapixels: float = 4.0) -> ImageReader:
     """Open ``path`` with the reader for its real format; header checks run before any decode."""
     fmt = sniff_format(path)
     if fmt == "tiff":
@@ -48,7 +48,9 @@ def open_image(path: Path, *, max_megapixels: float) -> ImageReader:
     if fmt == "psd":
         from daemon.io.psd import open_psd
 
-        return open_psd(path, max_megapixels=max_megapixels)
+        return open_psd(
+            path, max_megapixels=max_megapixels, layer_budget_megapixels=psd_layer_budget_megapixels
+        )
     if fmt == "heif":
         from daemon.io.heif import open_heif
 

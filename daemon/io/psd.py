@@ -35,6 +35,7 @@ from daemon.io._psd_colour import (
     to_native,
     unmatte_white,
 )
+from daemon.io._psd_layers import DEFAULT_BUDGET_MEGAPIXELS, LayeredPsdReader, open_layered_psd
 from daemon.io._psd_layout import PsdLayout, read_layout
 from daemon.io._psd_planes import PlaneRows
 from daemon.io._resample import area_resize
@@ -44,14 +45,23 @@ COLOUR_SPACES: dict[int, ColourSpace] = {1: "gray", 3: "rgb", 4: "cmyk"}
 PROXY_BAND_ROWS = 512
 
 
-def open_psd(path: Path, *, max_megapixels: float) -> PsdReader:
-    """Open a PSD or PSB file for reading its merged image.
+def open_psd(
+    path: Path,
+    *,
+    max_megapixels: float,
+    layer_budget_megapixels: float = DEFAULT_BUDGET_MEGAPIXELS,
+) -> PsdReader | LayeredPsdReader:
+    """Open a PSD or PSB file for reading its merged image, or its composited
+    layers when it was saved without one (:mod:`daemon.io._psd_layers`).
 
     Raises :class:`~daemon.errors.TooLarge` from the 26-byte header alone,
     :class:`~daemon.errors.UnsupportedInput` for modes, depths and compressions
     we do not convert, :class:`~daemon.errors.CorruptInput` for damaged or
     truncated files.
     """
+    layered = open_layered_psd(path, max_megapixels=max_megapixels, budget_megapixels=layer_budget_megapixels)
+    if layered is not None:
+        return layered
     return PsdReader(path, max_megapixels=max_megapixels)
 
 
