@@ -291,6 +291,22 @@ class Journal:
 
         return self._write(change)
 
+    def excuse(self, entry_ids: Collection[int]) -> None:
+        """These running rows are cut short by a stop (drain timeout), not a crash.
+
+        They stay ``running``, so the next start still checks whether their output was
+        published meanwhile, but :meth:`reset_running` will not count a crash for them
+        (their count is lowered by one now, and raised back by that reset).
+        """
+        ids = list(entry_ids)
+        if ids:
+            marks = ",".join("?" * len(ids))
+            self._write(
+                lambda db: db.execute(
+                    f"UPDATE files SET crashes = crashes - 1 WHERE state = 'running' AND id IN ({marks})", ids
+                )
+            )
+
     def claim(self, folders: Collection[str], now: float | None = None) -> Entry | None:
         """Take the oldest due pending row of one of ``folders`` and mark it running."""
         if not folders:

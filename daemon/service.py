@@ -250,6 +250,8 @@ class Service:
             self._handle_inbox(timeout=0.2, outcomes_only=True)
         self.drained = self.pipeline.stop(0.0)
         self._handle_inbox(timeout=0.0, outcomes_only=True)
+        # A file still in flight was cut short by this stop, not by a crash: not a quarantine step.
+        self._journal.excuse(self._running)
         log.info("stop", drained=self.drained, left_running=len(self._running))
         self._upkeep.stop()
         self._journal.close()

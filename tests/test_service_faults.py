@@ -117,6 +117,23 @@ def test_a_file_the_daemon_died_on_twice_in_a_row_is_quarantined_and_the_rest_go
     assert not any((tmp_path / "hot-out-errors" / name).exists() for name in others)
 
 
+def test_stops_past_the_drain_timeout_are_not_crashes(tmp_path: Path, slow_png: bytes) -> None:
+    config = write_config(tmp_path / "c.yaml", [folder_settings(tmp_path, "hot")], drain_timeout_seconds=0)
+    journal = tmp_path / "state" / "journal.sqlite"
+    (tmp_path / "hot" / "big.png").write_bytes(slow_png)
+    for _stop in range(2):  # systemctl restart twice while the same big file is in the pipeline
+        with Daemon(config) as daemon:
+            daemon.wait_for("started", path="big.png", timeout=90)
+            assert daemon.terminate(timeout=60) == 0
+            time.sleep(0.3)
+            assert daemon.named("stop")[0]["drained"] is False
+        assert journal_rows(journal)["big.png"].state == "running"
+    with Daemon(config) as third:
+        third.wait_for("done", path="big.png", timeout=120)
+        assert third.named("quarantined") == []
+        assert third.terminate() == 0
+
+
 # --- 9: a crash is not an attempt ---------------------------------------------------------------------
 
 
