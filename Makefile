@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install weights run test lint bench-large bench-large-profiles bench-throughput bench-quality bench-faces
+.PHONY: install weights run test lint bench-large bench-large-profiles bench-throughput bench-quality bench-faces bench-fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,3 +53,11 @@ bench-faces: install
 	test -x bench/.venv-cv4/bin/python || ($(PYTHON) -m venv bench/.venv-cv4 && \
 	  bench/.venv-cv4/bin/pip install --quiet "opencv-python-headless<5" numpy scikit-image pillow matplotlib)
 	$(BIN)/python bench/faces.py --haar-python bench/.venv-cv4/bin/python
+
+# Damaged files through every reader (seeded; same seed = same files): counts per format and
+# outcome class go into bench/results/fuzz.json under LABEL.
+FUZZ_CASES ?= 20000
+FUZZ_SEED ?= 1
+FUZZ_LABEL ?= latest
+bench-fuzz: install
+	$(BIN)/python bench/fuzz.py --cases $(FUZZ_CASES) --seed $(FUZZ_SEED) --label $(FUZZ_LABEL)

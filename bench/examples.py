@@ -24,6 +24,7 @@ from quality import model_alpha
 from daemon.cutout import cut_out
 from daemon.io.detect import open_image
 from daemon.matting.engine import MattingEngine, load_engine
+from daemon.outputs import Destination
 from daemon.profiles import BUILTIN_PROFILES, Profile
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "examples"
@@ -58,7 +59,7 @@ def strip(*images: np.ndarray) -> np.ndarray:
 
 def cut(engine: MattingEngine, source: Path, profile: Profile, out: Path) -> Path:
     alpha = model_alpha(engine, source)
-    return cut_out(open_image(source, max_megapixels=50), alpha, out, profile).output
+    return cut_out(open_image(source, max_megapixels=50), alpha, Destination.at(out), profile).output
 
 
 def save(name: str, image: np.ndarray) -> None:

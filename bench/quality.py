@@ -45,6 +45,7 @@ from scipy import ndimage  # type: ignore[import-untyped]
 from daemon.cutout import cut_out, mask_path_for
 from daemon.io.detect import open_image
 from daemon.matting.engine import MattingEngine, load_engine, prepare
+from daemon.outputs import Destination
 from daemon.pipeline import proxy_side
 from daemon.profiles import BUILTIN_PROFILES, Profile
 
@@ -124,7 +125,12 @@ def measure_scene(engine: MattingEngine, scene: Scene, tmp: Path) -> dict[str, d
     alpha = model_alpha(engine, source)
     rows = {}
     for name, profile in bench_profiles().items():
-        result = cut_out(open_image(source, max_megapixels=50), alpha, tmp / f"{scene.name}-out.png", profile)
+        result = cut_out(
+            open_image(source, max_megapixels=50),
+            alpha,
+            Destination.at(tmp / f"{scene.name}-out.png"),
+            profile,
+        )
         pixels = np.asarray(Image.open(result.output)).astype(np.float32) / 255.0
         mask = np.asarray(Image.open(mask_path_for(result.output)).convert("L")).astype(np.float32) / 255.0
         rows[name] = metrics(pixels[..., :3], mask, scene, not profile.transparent)

@@ -13,6 +13,7 @@ from typing import TextIO
 from daemon.config import DEFAULT_EXCLUDES
 from daemon.errors import HotmatteError
 from daemon.naming import DEFAULT_OUTPUT_NAME, output_relative
+from daemon.outputs import Destination
 from daemon.pipeline import Job, Outcome, Pipeline
 from daemon.watch import GlobFilter
 
@@ -65,13 +66,14 @@ def plan_jobs(
             plan.refused.append((source, "no such file or directory"))
             continue
         relative = source.relative_to(root).as_posix()
-        destination = output_root / output_relative(output_name, relative, profile, output_format)
-        if destination in claimed:
+        name = output_relative(output_name, relative, profile, output_format)
+        destination = Destination(output_root, name)
+        if destination.path in claimed:
             plan.refused.append(
-                (source, f"its output {destination} is already the output of {claimed[destination]}")
+                (source, f"its output {destination} is already the output of {claimed[destination.path]}")
             )
             continue
-        claimed[destination] = source
+        claimed[destination.path] = source
         plan.jobs.append(Job(source=source, destination=destination, profile=profile))
     return plan
 

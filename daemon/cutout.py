@@ -34,7 +34,7 @@ from daemon.framing import Reframer
 from daemon.io._types import ImageReader
 from daemon.io.writers import OutputFormat, open_writer
 from daemon.matting.engine import choose_device
-from daemon.outputs import write_atomically
+from daemon.outputs import Destination, write_atomically
 from daemon.profiles import BUILTIN_PROFILES, ID_DPI, Profile
 
 BAND_ROWS = 512
@@ -73,6 +73,10 @@ def mask_path_for(output: Path) -> Path:
     return output.with_name(output.stem + MASK_SUFFIX)
 
 
+def _mask_destination(output: Destination) -> Destination:
+    return output.with_name(mask_path_for(Path(output.name)).name)
+
+
 def clean_model_alpha(alpha: np.ndarray, profile: Profile) -> np.ndarray:
     """Islands and holes are decided on the model's grid, where the subject is a few components."""
     alpha = alpha.astype(np.float32, copy=False)
@@ -86,11 +90,11 @@ def clean_model_alpha(alpha: np.ndarray, profile: Profile) -> np.ndarray:
 def cut_out(
     reader: ImageReader,
     alpha: np.ndarray,
-    destination: Path,
+    destination: Destination,
     profile: Profile = BUILTIN_PROFILES["raw"],
     *,
     review_below: float | None = None,
-    review_destination: Path | None = None,
+    review_destination: Destination | None = None,
     band_rows: int = BAND_ROWS,
     device: torch.device | None = None,
     proxy: np.ndarray | None = None,
@@ -107,7 +111,7 @@ def cut_out(
     if profile.is_raw:
         return CutoutResult(_write_raw(reader, alpha, target, band_rows), score, review)
     device = device or choose_device("auto")
-    mask = mask_path_for(target) if profile.save_mask else None
+    mask = _mask_destination(target) if profile.save_mask else None
     try:
         _finish(reader, alpha, target, mask, plan_finish(reader, alpha, profile, band_rows, device, proxy))
     except torch.OutOfMemoryError:
@@ -121,27 +125,31 @@ def cut_out(
             torch.cuda.empty_cache()
         cpu = torch.device("cpu")
         _finish(reader, alpha, target, mask, plan_finish(reader, alpha, profile, band_rows, cpu, proxy))
-    return CutoutResult(target, score, review, mask)
+    return CutoutResult(target.path, score, review, mask.path if mask is not None else None)
 
 
-def _finish(reader: ImageReader, alpha: np.ndarray, target: Path, mask: Path | None, plan: Plan) -> None:
+def _finish(
+    reader: ImageReader, alpha: np.ndarray, target: Destination, mask: Destination | None, plan: Plan
+) -> None:
     """Render ``plan`` to ``target`` (and its α to ``mask``), each file atomically."""
+    # The format comes from the final name: the temporaries' paths (/proc/self/fd/N) have none.
+    fmt = FORMAT_BY_SUFFIX[target.suffix.lower()]
     if mask is None:
-        write_atomically(target, lambda tmp: _render(reader, plan, tmp, None))
+        write_atomically(target, lambda tmp: _render(reader, plan, fmt, tmp, None))
         return
 
     def write_both(mask_tmp: Path) -> None:
-        write_atomically(target, lambda tmp: _render(reader, plan, tmp, mask_tmp))
+        write_atomically(target, lambda tmp: _render(reader, plan, fmt, tmp, mask_tmp))
 
     write_atomically(mask, write_both)
 
 
-def write_cutout(reader: ImageReader, alpha: np.ndarray, destination: Path) -> Path:
+def write_cutout(reader: ImageReader, alpha: np.ndarray, destination: Destination) -> Path:
     """``raw``: ``reader``'s image with ``alpha`` as an RGBA file at ``destination``, atomically."""
     return cut_out(reader, alpha, destination).output
 
 
-def _write_raw(reader: ImageReader, alpha: np.ndarray, destination: Path, band_rows: int) -> Path:
+def _write_raw(reader: ImageReader, alpha: np.ndarray, destination: Destination, band_rows: int) -> Path:
     info = reader.info
     width, height = info.oriented_size
     fmt = FORMAT_BY_SUFFIX[destination.suffix.lower()]
@@ -189,10 +197,9 @@ def _output_bands(reader: ImageReader, plan: Plan) -> Iterator[np.ndarray]:
         del rows
 
 
-def _render(reader: ImageReader, plan: Plan, tmp: Path, mask_tmp: Path | None) -> None:
+def _render(reader: ImageReader, plan: Plan, fmt: OutputFormat, tmp: Path, mask_tmp: Path | None) -> None:
     info = reader.info
     g = plan.geometry
-    fmt = FORMAT_BY_SUFFIX[tmp.suffix.lower()]
     bits = 8 if fmt == "jpeg" else output_bit_depth(info.bit_depth)
     dpi = (ID_DPI, ID_DPI) if plan.profile.crop == "face" else info.oriented_dpi
     channels = 4 if plan.profile.transparent else 3

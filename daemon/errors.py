@@ -15,6 +15,8 @@ InputError            Permanent for that file: the journal marks it failed, the
   TooLarge
   OutputCollision     (a.jpg and a.png would both write a.png: the later loses)
   NoFaceFound         (the id_photo profile found no face to frame)
+  OutputNameTooLong   (the result's name, with its new extension, would be
+                      longer than the 255 bytes a file system allows)
   SymlinkNotFollowed  (a link in a hot folder, or below an output, error,
                       review or done root: nothing is read or written through it;
                       recorded without copying anything)
@@ -25,6 +27,10 @@ InputError            Permanent for that file: the journal marks it failed, the
                       file cannot make a crash loop)
 TransientError        Retried with exponential backoff; the file stays pending.
   ShareUnavailable    The folder waits (logged once) until the share is back.
+                      Also raised when an output, error, review or done root
+                      is gone, renamed away or no longer the filesystem it
+                      was at start (its ``.hotmatte-root`` marker): nothing
+                      is written there, and it is never silently recreated.
   DiskFull            Not the file's fault: the file goes back to pending
                       uncounted and its folder waits (logged once) until a
                       probe finds space; nothing half-written is left visible.
@@ -34,6 +40,9 @@ TransientError        Retried with exponential backoff; the file stays pending.
                       is finished on the CPU, same pixels, and a warning
                       ``finish_on_cpu`` is logged.)
 ====================  ==========================================================
+
+Permissions: outputs, error copies and error records are created with mode 0666
+(folders 0777) less the service's umask; an original's mode is never copied.
 
 Anything else that escapes a stage is a bug: the file is marked failed with the
 exception class in its error record (so it is never silently lost) and the
@@ -77,6 +86,10 @@ class OutputCollision(InputError):
 
 class TooLarge(InputError):
     """The header declares more pixels than ``max_megapixels`` allows."""
+
+
+class OutputNameTooLong(InputError):
+    """The result's file name would be longer than a file system allows (255 bytes)."""
 
 
 class NoFaceFound(InputError):

@@ -23,7 +23,14 @@ import structlog
 
 from daemon.config import Folder, Retry
 from daemon.disk_space import MAX_PROBE_SECONDS, SpaceWaits
-from daemon.errors import DiedWhileProcessing, DiskFull, InputError, ShareUnavailable, TransientError
+from daemon.errors import (
+    DiedWhileProcessing,
+    DiskFull,
+    HotmatteError,
+    InputError,
+    ShareUnavailable,
+    TransientError,
+)
 from daemon.failures import describe, move_to_done, record_failure
 from daemon.journal import Entry, Journal
 from daemon.pipeline import Outcome
@@ -97,7 +104,7 @@ class OutcomeRecorder:
         if folder.on_success == "move" and not superseded:
             try:
                 moved = move_to_done(folder, outcome.job.source)
-            except (OSError, DiskFull) as exc:
+            except (OSError, HotmatteError) as exc:  # a link below done_dir, its share gone, disk full
                 log.warning("move_failed", folder=folder.name, path=entry.path, error=str(exc))
             else:
                 log.info("moved", folder=folder.name, path=entry.path, to=str(moved))
@@ -116,9 +123,10 @@ class OutcomeRecorder:
             self._wait_for_space(folder, entry, error_class, reason)
             return
         tries = entry.attempts + 1  # failed tries, this one included
-        if self._is_retryable(error) and tries < self._retry().max_attempts:
+        not_the_files_fault = isinstance(error, ShareUnavailable)
+        # A share that is gone waits whatever the retry budget: nothing was tried on the file.
+        if not_the_files_fault or (self._is_retryable(error) and tries < self._retry().max_attempts):
             delay = self._backoff(tries)
-            not_the_files_fault = isinstance(error, ShareUnavailable)
             self._journal.retry_later(
                 entry.id, error_class, reason, time.time() + delay, count_attempt=not not_the_files_fault
             )
@@ -142,7 +150,16 @@ class OutcomeRecorder:
             # The error folder's disk is full: the record must not be lost, so the file waits too.
             self._wait_for_space(folder, entry, error_class, str(exc))
             return
-        except Exception as exc:  # the journal still says why; a record problem must not stop the loop
+        except ShareUnavailable as exc:
+            # The error folder's share is gone: the file waits (uncounted) and fails again, with
+            # its record, once the share is back, rather than failing with no record.
+            due = time.time() + self._backoff(tries)
+            self._journal.retry_later(entry.id, error_class, reason, due, count_attempt=False)
+            log.warning("error_record_waits", folder=folder.name, path=entry.path, reason=str(exc))
+            return
+        except Exception as exc:  # a link below error_dir, a bug...: must not stop the loop
+            # The journal keeps why no record exists (e.g. "out-errors/evil: symbolic link not followed").
+            reason = f"{reason}; no error record was written: {exc}"
             log.error(
                 "error_record_failed",
                 folder=folder.name,

@@ -27,6 +27,7 @@ from daemon.errors import DeviceOutOfMemory
 from daemon.io._types import ImageReader
 from daemon.io.detect import open_image
 from daemon.matting.engine import MattingEngine, load_engine, prepare
+from daemon.outputs import Destination
 from daemon.profiles import Profile, get_profile
 from daemon.stage_stats import StageClock, StageReport, save_report
 from daemon.threads import cpu_count, model_threads_for, single_threaded_opencv, use_cpu_threads
@@ -56,12 +57,13 @@ def proxy_side(width: int, height: int, size: int) -> int:
 @dataclass(frozen=True)
 class Job:
     source: Path
-    destination: Path
+    #: Where the result goes: a path below a trusted root (daemon.outputs.Destination).
+    destination: Destination
     profile: str = "raw"
     key: Hashable = None
     #: When set, a result whose confidence is below ``review_below`` goes to ``review_destination``.
     review_below: float | None = None
-    review_destination: Path | None = None
+    review_destination: Destination | None = None
 
 
 @dataclass(frozen=True)

@@ -47,9 +47,10 @@ from daemon.logs import configure_logging
 from daemon.naming import DEFAULT_OUTPUT_NAME, output_relative
 from daemon.notify import Notifier
 from daemon.outcomes import QUARANTINE_AFTER_CRASHES, OutcomeRecorder, Running
-from daemon.outputs import remove_stale_temporaries
+from daemon.outputs import Destination, remove_stale_temporaries
 from daemon.pipeline import PIPELINE_VERSION, Job, Outcome, Pipeline, build_pipeline
 from daemon.profiles import get_profile
+from daemon.roots import folder_roots_available, keep_state_beside, remember_roots
 from daemon.stage_stats import report_path_for, save_report
 from daemon.upkeep import JournalUpkeep
 from daemon.watch import FolderWatcher
@@ -114,12 +115,12 @@ def relative_key(folder: Folder, path: Path) -> str:
     return path.relative_to(folder.input).as_posix()
 
 
-def destination_for(folder: Folder, relative: str, config: Config, root: Path | None = None) -> Path:
+def destination_for(folder: Folder, relative: str, config: Config, root: Path | None = None) -> Destination:
     """Where ``relative``'s result goes below ``root`` (the folder's output unless given)."""
     name = output_relative(
         output_template(folder, config), relative, folder.profile, output_format(folder, config)
     )
-    return (root or folder.output) / name
+    return Destination(root or folder.output, name)
 
 
 def output_key(folder: Folder, config: Config) -> Callable[[str], str]:
@@ -169,6 +170,9 @@ class Service:
         self._install_signal_handlers()
         self._journal.on_disk_full = self._journal_disk_full
         self.pipeline = build_pipeline(self._config, self._inbox.put)
+        keep_state_beside(self._journal.path)
+        for folder in self._config.folders:
+            remember_roots(folder)  # before anything is written or cleaned there (daemon.roots)
         self._recover_interrupted()
         self._remove_stale_temporaries()
         self.pipeline.start()
@@ -269,7 +273,7 @@ class Service:
             for root, review in ((folder.output, False), (folder.resolved_review_dir, True)):
                 destination = destination_for(folder, entry.path, self._config, root)
                 try:
-                    written_after_claim = destination.stat().st_mtime >= entry.started_at
+                    written_after_claim = destination.path.stat().st_mtime >= entry.started_at
                 except OSError:
                     continue
                 if written_after_claim:
@@ -297,6 +301,7 @@ class Service:
     # --- watchers -----------------------------------------------------------------------------------
 
     def _start_watcher(self, folder: Folder) -> None:
+        remember_roots(folder)  # a folder a reload adds: its roots are remembered as it starts
         watcher = FolderWatcher(
             folder, self._on_ready, self._is_settled, reconcile_seconds=self._config.reconcile_seconds
         )
@@ -355,9 +360,14 @@ class Service:
             log.info("queued", folder=folder.name, path=relative, size=ready.size)
 
     def _claimable_folders(self, now: float) -> list[str]:
-        """Folders work may be claimed from: reachable, and not waiting for disk space."""
+        """Folders work may be claimed from: reachable (input, and the output, error, review and
+        done roots: daemon.roots logs a lost one once), and not waiting for disk space."""
         space = self._outcomes.space
-        return [n for n, w in self._watchers.items() if w.available and space.claimable(n, now)]
+        return [
+            n
+            for n, w in self._watchers.items()
+            if w.available and folder_roots_available(w.folder) and space.claimable(n, now)
+        ]
 
     def _feed_pipeline(self) -> None:
         assert self.pipeline is not None
@@ -524,7 +534,8 @@ class Service:
 
     def _status_text(self) -> str:
         in_flight = self.pipeline.in_flight() if self.pipeline else 0
-        waiting = [n for n, w in self._watchers.items() if not w.available]
+        reachable = [n for n, w in self._watchers.items() if w.available and folder_roots_available(w.folder)]
+        waiting = [n for n in self._watchers if n not in reachable]
         full = self._outcomes.space.waiting()
         text = f"{self._journal.backlog()} to do, {in_flight} in the pipeline, {len(self._watchers)} folders"
         text += f" ({', '.join(waiting)} unreachable)" if waiting else ""

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from daemon.outputs import write_text_atomically
+from daemon.outputs import Destination, write_text_atomically
 
 #: Stage names in pipeline order.
 STAGES = ("decode", "model", "finish")
@@ -125,7 +125,7 @@ class StageClock:
 def save_report(report: StageReport, path: Path) -> None:
     """Write ``report`` as JSON, atomically (a reader never sees half of it)."""
     text = json.dumps(report.to_dict(), indent=1)
-    write_text_atomically(path, text)
+    write_text_atomically(Destination.at(path), text)
 
 
 def load_report(path: Path) -> StageReport | None:

@@ -14,6 +14,7 @@ from daemon import cutout, finishing
 from daemon.bands import Window
 from daemon.cutout import BAND_ROWS, upsample_alpha_band, write_cutout
 from daemon.io.detect import open_image
+from daemon.outputs import Destination
 from daemon.profiles import BUILTIN_PROFILES
 from tests.conftest import photo
 
@@ -41,7 +42,7 @@ def test_sixteen_bit_input_keeps_depth_and_icc(tmp_path: Path) -> None:
     cv2.imwrite(str(source), cv2.cvtColor(rgb16, cv2.COLOR_RGB2BGR))
     reader = open_image(source, max_megapixels=10)
     alpha = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
-    out = write_cutout(reader, alpha, tmp_path / "out" / "deep.png")
+    out = write_cutout(reader, alpha, Destination.at(tmp_path / "out" / "deep.png"))
     written = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
     assert written is not None
     assert written.dtype == np.uint16 and written.shape == (BAND_ROWS + 77, 300, 4)
@@ -54,7 +55,7 @@ def test_icc_and_dpi_follow_the_input(tmp_path: Path) -> None:
     source = tmp_path / "tagged.jpg"
     Image.new("RGB", (120, 80), (200, 30, 30)).save(source, icc_profile=icc, dpi=(300, 300))
     reader = open_image(source, max_megapixels=10)
-    out = write_cutout(reader, np.ones((32, 32), np.float32), tmp_path / "tagged.png")
+    out = write_cutout(reader, np.ones((32, 32), np.float32), Destination.at(tmp_path / "tagged.png"))
     with Image.open(out) as written:
         assert written.info.get("icc_profile") == icc
         assert tuple(round(v) for v in written.info["dpi"]) == (300, 300)
@@ -79,7 +80,11 @@ def test_accelerator_out_of_memory_while_refining_finishes_on_the_cpu(
     profile = BUILTIN_PROFILES["portrait"].model_copy(update={"decontaminate": False, "save_mask": True})
     meta, cpu = (
         cutout.cut_out(
-            open_image(source, max_megapixels=10), alpha, tmp_path / name / "a.png", profile, device=device
+            open_image(source, max_megapixels=10),
+            alpha,
+            Destination.at(tmp_path / name / "a.png"),
+            profile,
+            device=device,
         )
         for name, device in (("gpu", torch.device("meta")), ("cpu", torch.device("cpu")))
     )
@@ -101,7 +106,7 @@ def test_out_of_memory_on_the_cpu_is_not_retried(tmp_path: Path, monkeypatch: py
         cutout.cut_out(
             open_image(source, max_megapixels=10),
             np.ones((32, 32), np.float32),
-            tmp_path / "out" / "a.png",
+            Destination.at(tmp_path / "out" / "a.png"),
             BUILTIN_PROFILES["portrait"],
             device=torch.device("cpu"),
         )

@@ -5,15 +5,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from daemon.config import Folder
-from daemon.errors import CorruptInput
-from daemon.failures import describe, error_copy_path, move_to_done, read_failure, record_failure
-from daemon.outputs import TEMP_MARKER
+from daemon.errors import CorruptInput, SymlinkNotFollowed
+from daemon.failures import (
+    describe,
+    error_copy_path,
+    move_to_done,
+    read_failure,
+    record_failure,
+    record_name,
+)
+from daemon.outputs import NAME_MAX, TEMP_MARKER
 
 
 def make_folder(root: Path, **overrides: object) -> Folder:
@@ -45,7 +53,7 @@ def test_a_failure_leaves_a_mirrored_copy_and_a_readable_report(tmp_path: Path) 
     assert record["reason"] == "truncated JPEG"
     assert record["error_class"] == "CorruptInput"
     assert record["timestamp"] == "2026-11-23T12:00:00+00:00"
-    assert record["source"] == str(source)
+    assert (record["folder"], record["source"]) == ("hot", "shoot/broken.jpg")  # never a server path
     assert read_failure(report).attempts == 1
     assert not [p for p in copy.parent.iterdir() if TEMP_MARKER in p.name]
 
@@ -105,3 +113,97 @@ def test_move_to_done_across_filesystems(tmp_path: Path) -> None:
         for path in sorted(shm.rglob("*"), reverse=True):
             path.unlink() if path.is_file() else path.rmdir()
         shm.rmdir()
+
+
+@pytest.mark.parametrize("mode", [0o444, 0o640, 0o755])
+def test_an_error_copy_has_the_umask_never_the_originals_mode(tmp_path: Path, mode: int) -> None:
+    folder = make_folder(tmp_path)
+    source = folder.input / "x.jpg"
+    source.write_bytes(b"broken")
+    source.chmod(mode)
+    old = os.umask(0o002)
+    try:
+        report = record_failure(folder, source, "CorruptInput", "truncated", attempts=1)
+    finally:
+        os.umask(old)
+    copy = error_copy_path(folder, source)
+    assert copy.read_bytes() == b"broken"
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o664
+    assert stat.S_IMODE(report.stat().st_mode) == 0o664
+
+
+@pytest.mark.parametrize("error_class", ["SymlinkNotFollowed", "NotARegularFile", "CorruptInput"])
+def test_a_linked_original_is_never_copied_only_recorded(tmp_path: Path, error_class: str) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"the daemon user's secret")
+    folder = make_folder(tmp_path)
+    source = folder.input / "x.jpg"
+    source.symlink_to(secret)
+    report = record_failure(folder, source, error_class, "x.jpg: symbolic link not followed", attempts=1)
+    assert read_failure(report).error_class == error_class
+    assert not error_copy_path(folder, source).exists()
+    assert [p.name for p in report.parent.iterdir()] == ["x.jpg.error.json"]
+
+
+def test_a_link_in_the_error_tree_is_never_written_through(tmp_path: Path) -> None:
+    ssh = tmp_path / "home" / ".ssh"
+    ssh.mkdir(parents=True)
+    (ssh / "authorized_keys").write_bytes(b"owner's key")
+    folder = make_folder(tmp_path)
+    (tmp_path / "out-errors").mkdir()
+    (tmp_path / "out-errors" / "evil").symlink_to(ssh)
+    source = folder.input / "evil" / "authorized_keys"
+    source.parent.mkdir()
+    source.write_bytes(b"attacker's key")
+    with pytest.raises(SymlinkNotFollowed, match="out-errors/evil: symbolic link not followed"):
+        record_failure(folder, source, "UnsupportedInput", "not an image", attempts=1)
+    assert [p.name for p in ssh.iterdir()] == ["authorized_keys"]
+    assert (ssh / "authorized_keys").read_bytes() == b"owner's key"
+
+
+def test_a_record_name_too_long_is_shortened_and_names_the_whole_file(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path)
+    source = folder.input / ("é" * 125 + ".jpg")  # 254 bytes: fits, but not with .error.json
+    source.write_bytes(b"broken")
+    report = record_failure(folder, source, "OutputNameTooLong", "the result's name is too long", attempts=1)
+    assert len(os.fsencode(report.name)) <= NAME_MAX and report.name.endswith(".error.json")
+    assert report.name == record_name(source.name) and report.name.startswith("é" * 100)
+    assert read_failure(report).source == source.name
+    assert error_copy_path(folder, source).read_bytes() == b"broken"
+
+
+def test_an_undecodable_name_gets_its_copy_and_a_readable_record(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path)
+    source = folder.input / os.fsdecode(b"caf\xe9.jpg")
+    source.write_bytes(b"broken")
+    report = record_failure(folder, source, "CorruptInput", f"{source.name}: truncated", attempts=1)
+    assert os.fsencode(report.name) == b"caf\xe9.jpg.error.json"
+    record = json.loads(report.read_bytes().decode("utf-8"))
+    assert record["source"] == "caf\\xe9.jpg" and record["reason"] == "caf\\xe9.jpg: truncated"
+    assert error_copy_path(folder, source).read_bytes() == b"broken"
+
+
+def test_move_to_done_never_moves_through_a_link(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folder = make_folder(tmp_path, on_success="move")
+    (tmp_path / "hot-done").mkdir()
+    (tmp_path / "hot-done" / "a").symlink_to(elsewhere)
+    source = folder.input / "a" / "p.jpg"
+    source.parent.mkdir()
+    source.write_bytes(b"p")
+    with pytest.raises(SymlinkNotFollowed):
+        move_to_done(folder, source)
+    assert source.read_bytes() == b"p" and list(elsewhere.iterdir()) == []
+
+
+def test_move_to_done_never_replaces_a_link_of_the_same_name(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.write_bytes(b"keep")
+    folder = make_folder(tmp_path, on_success="move")
+    (tmp_path / "hot-done").mkdir()
+    (tmp_path / "hot-done" / "p.jpg").symlink_to(target)
+    source = folder.input / "p.jpg"
+    source.write_bytes(b"p")
+    assert move_to_done(folder, source) == tmp_path / "hot-done" / "p (1).jpg"
+    assert target.read_bytes() == b"keep" and (tmp_path / "hot-done" / "p.jpg").is_symlink()

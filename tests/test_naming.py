@@ -13,6 +13,7 @@ from daemon.config import parse_config
 from daemon.errors import ConfigError
 from daemon.journal import Fingerprint, Journal
 from daemon.naming import check_template, output_relative
+from daemon.roots import MARKER_NAME
 from daemon.service import destination_for, fingerprint
 from tests.conftest import SMALL_MODEL_SIZE, photo, run_hotmatte, save_jpeg
 from tests.flat_psd import write_flat_psd
@@ -101,8 +102,9 @@ def test_the_folder_overrides_the_profile_and_a_changed_template_is_a_changed_ou
 
     by_profile = parse_config(config(None), tmp_path)
     by_folder = parse_config(config("{stem}_{profile}"), tmp_path)
-    assert destination_for(by_profile.folders[0], "x.psd", by_profile) == tmp_path / "out" / "x.psd.png"
-    assert destination_for(by_folder.folders[0], "x.psd", by_folder) == tmp_path / "out" / "x_keep_ext.png"
+    out = tmp_path / "out"
+    assert destination_for(by_profile.folders[0], "x.psd", by_profile).path == out / "x.psd.png"
+    assert destination_for(by_folder.folders[0], "x.psd", by_folder).path == out / "x_keep_ext.png"
     # The journal redoes a file whose fingerprint changed: a new template writes the new name.
     assert fingerprint(by_profile, by_profile.folders[0], 1, 1) != fingerprint(
         by_folder, by_folder.folders[0], 1, 1
@@ -168,11 +170,16 @@ def test_the_daemon_refuses_the_second_by_default_and_writes_both_with_stem_ext(
         assert daemon.terminate() == 0
         assert not daemon.named("(not json)")
 
-    assert sorted(p.name for p in (tmp_path / "plain-out").iterdir()) == ["x.png"]
+    # (and the daemon's hidden .hotmatte-root marker, daemon/roots.py)
+    assert sorted(p.name for p in (tmp_path / "plain-out").iterdir()) == [MARKER_NAME, "x.png"]
     assert size_of(tmp_path / "plain-out" / "x.png") == SIZES["x.jpg"]
     record = json.loads((tmp_path / "plain-out-errors" / "x.psd.error.json").read_text())
     assert record["error_class"] == "OutputCollision" and "x.jpg" in record["reason"]
-    assert sorted(p.name for p in (tmp_path / "kept-out").iterdir()) == ["x.jpg.png", "x.psd.png"]
+    assert sorted(p.name for p in (tmp_path / "kept-out").iterdir()) == [
+        MARKER_NAME,
+        "x.jpg.png",
+        "x.psd.png",
+    ]
     assert size_of(tmp_path / "kept-out" / "x.jpg.png") == SIZES["x.jpg"]
     assert size_of(tmp_path / "kept-out" / "x.psd.png") == SIZES["x.psd"]
     assert not (tmp_path / "kept-out-errors").exists()

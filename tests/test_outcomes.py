@@ -13,6 +13,7 @@ from daemon.config import Folder, Retry
 from daemon.errors import CorruptInput, DeviceOutOfMemory, DiskFull, ShareUnavailable
 from daemon.journal import Entry, Fingerprint, Journal
 from daemon.outcomes import OutcomeRecorder, Running
+from daemon.outputs import Destination
 from daemon.pipeline import Job, Outcome
 
 FP = Fingerprint(3, 1, "p", "1")
@@ -39,7 +40,9 @@ def start(journal: Journal, folder: Folder, name: str = "a.jpg") -> tuple[Runnin
     journal.offer(folder.name, name, FP)
     entry = journal.claim([folder.name])
     assert entry is not None
-    return Running(folder, entry, time.monotonic()), Job(source, folder.output / "a.png", "raw", entry.id)
+    return Running(folder, entry, time.monotonic()), Job(
+        source, Destination.at(folder.output / "a.png"), "raw", entry.id
+    )
 
 
 def stored(journal: Journal, running: Running) -> Entry:
@@ -52,7 +55,7 @@ def test_success_marks_done(tmp_path: Path, journal: Journal) -> None:
     folder = make_folder(tmp_path)
     running, job = start(journal, folder)
     OutcomeRecorder(journal, lambda: RETRY).record(
-        running, Outcome(job, job.destination, None, {"model": 0.1})
+        running, Outcome(job, job.destination.path, None, {"model": 0.1})
     )
     entry = stored(journal, running)
     assert (entry.state, entry.output) == ("done", str(job.destination))
@@ -62,7 +65,7 @@ def test_success_marks_done(tmp_path: Path, journal: Journal) -> None:
 def test_success_moves_the_original_when_asked(tmp_path: Path, journal: Journal) -> None:
     folder = make_folder(tmp_path, on_success="move")
     running, job = start(journal, folder)
-    OutcomeRecorder(journal, lambda: RETRY).record(running, Outcome(job, job.destination, None, {}))
+    OutcomeRecorder(journal, lambda: RETRY).record(running, Outcome(job, job.destination.path, None, {}))
     assert not job.source.exists()
     assert (tmp_path / "hot-done" / "a.jpg").read_bytes() == b"abc"
 

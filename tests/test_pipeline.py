@@ -13,6 +13,7 @@ from PIL import Image
 from daemon.config import parse_config
 from daemon.io.detect import open_image
 from daemon.matting.engine import MattingEngine, load_engine
+from daemon.outputs import Destination
 from daemon.pipeline import (
     MAX_PROXY_FACTOR,
     STAGE_REPORT_ENV,
@@ -73,7 +74,7 @@ def test_every_job_has_one_outcome_and_the_stages_are_timed(engine: MattingEngin
     sources = [save_jpeg(tmp_path / "in" / f"{name}.jpg", photo(name)) for name in ("astronaut", "coffee")]
     broken = tmp_path / "in" / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
-    jobs = [Job(s, tmp_path / "out" / f"{s.stem}.png") for s in [*sources, broken]]
+    jobs = [Job(s, Destination.at(tmp_path / "out" / f"{s.stem}.png")) for s in [*sources, broken]]
     pipeline = Pipeline(engine, lambda _: None, decode_workers=2, finish_workers=1, model_threads=1)
     outcomes = _run(pipeline, jobs)
 
@@ -94,7 +95,7 @@ def test_every_job_has_one_outcome_and_the_stages_are_timed(engine: MattingEngin
 def test_batched_model_stage_counts_files_not_calls(engine: MattingEngine, tmp_path: Path) -> None:
     sources = [save_jpeg(tmp_path / f"{i}.jpg", photo("chelsea")) for i in range(3)]
     pipeline = Pipeline(engine, lambda _: None, batch_size=3, queue_size=4)
-    outcomes = _run(pipeline, [Job(s, tmp_path / "out" / f"{s.stem}.png") for s in sources])
+    outcomes = _run(pipeline, [Job(s, Destination.at(tmp_path / "out" / f"{s.stem}.png")) for s in sources])
     assert all(o.ok for o in outcomes)
     assert pipeline.stage_report().stages[1].files == 3
 

@@ -13,6 +13,7 @@ from daemon.config import parse_config
 from daemon.cutout import cut_out, mask_path_for
 from daemon.errors import ConfigError
 from daemon.io.detect import open_image
+from daemon.outputs import Destination
 from daemon.profiles import BUILTIN_PROFILES, build_profile
 from tests.conftest import SMALL_MODEL_SIZE, farthest_island, photo, run_hotmatte, save_jpeg
 
@@ -112,7 +113,9 @@ def _cut(
 ) -> Path:
     chosen = BUILTIN_PROFILES[profile] if isinstance(profile, str) else build_profile("t", profile)
     model_alpha = cv2.resize(alpha, (256, 256), interpolation=cv2.INTER_AREA)
-    return cut_out(open_image(source, max_megapixels=10), model_alpha, out, chosen, band_rows=rows).output
+    return cut_out(
+        open_image(source, max_megapixels=10), model_alpha, Destination.at(out), chosen, band_rows=rows
+    ).output
 
 
 def test_decontamination_removes_the_halo_on_white(tmp_path: Path) -> None:
@@ -166,10 +169,10 @@ def test_jpeg_on_a_colour_and_review_routing(tmp_path: Path) -> None:
     result = cut_out(
         open_image(source, max_megapixels=10),
         model_alpha,
-        tmp_path / "out" / "a.jpg",
+        Destination.at(tmp_path / "out" / "a.jpg"),
         profile,
         review_below=1.01,
-        review_destination=tmp_path / "review" / "a.jpg",
+        review_destination=Destination.at(tmp_path / "review" / "a.jpg"),
     )
     assert result.review and result.output == tmp_path / "review" / "a.jpg" and 0 <= result.confidence <= 1
     assert not (tmp_path / "out" / "a.jpg").exists()
@@ -238,9 +241,13 @@ def test_finishing_reuses_the_models_proxy_instead_of_decoding_again(tmp_path: P
         return decode_proxy(max_side)
 
     reader.proxy = counted_proxy  # type: ignore[method-assign]
-    given = cut_out(reader, model_alpha, tmp_path / "given.png", BUILTIN_PROFILES["portrait"], proxy=proxy)
+    given = cut_out(
+        reader, model_alpha, Destination.at(tmp_path / "given.png"), BUILTIN_PROFILES["portrait"], proxy=proxy
+    )
     assert asked == []
-    decoded = cut_out(reader, model_alpha, tmp_path / "decoded.png", BUILTIN_PROFILES["portrait"])
+    decoded = cut_out(
+        reader, model_alpha, Destination.at(tmp_path / "decoded.png"), BUILTIN_PROFILES["portrait"]
+    )
     assert asked == [1024]
     np.testing.assert_array_equal(
         np.asarray(Image.open(given.output)), np.asarray(Image.open(decoded.output))

@@ -122,7 +122,8 @@ def read_layout(fp: BinaryIO, *, max_megapixels: float) -> PsdLayout:
     version, channels, height, width, depth, mode = _read_header(fp)
     if width * height / 1e6 > max_megapixels:
         raise TooLarge(
-            f"{width}x{height} is {width * height / 1e6:.1f} MP, over the limit of {max_megapixels:g} MP"
+            f"{width}×{height} is {width * height / 1e6:.1f} MP, over max_megapixels ({max_megapixels:g}); "
+            "refused from the header, before decoding"
         )
     if mode not in COLOUR_CHANNELS:
         raise UnsupportedInput(f"unsupported: {MODE_NAMES.get(mode, f'colour mode {mode}')}")

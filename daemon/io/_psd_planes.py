@@ -62,7 +62,12 @@ class PlaneRows:
         else:
             start = int(self._row_offsets[first])
             packed = self._read_at(start, int(self._row_offsets[last]) - start)
-            raw = imagecodecs.packbits_decode(packed)
+            try:
+                raw = imagecodecs.packbits_decode(packed)
+            except imagecodecs.PackbitsError as error:
+                raise CorruptInput(
+                    f"damaged RLE data in channel {channel}, rows {y0}-{y1} ({error})"
+                ) from error
             if len(raw) != (last - first) * self._row_bytes:
                 raise CorruptInput(
                     f"damaged RLE data in channel {channel}, rows {y0}-{y1}: "

@@ -53,8 +53,12 @@ class RegionReader:
         self._down = math.ceil(self.height / self._seg_h)
         self._offsets = tuple(int(v) for v in page.dataoffsets)
         self._counts = tuple(int(v) for v in page.databytecounts)
-        if len(self._offsets) < self._planes * self._across * self._down:
-            raise CorruptInput(f"TIFF lists {len(self._offsets)} segments, its size needs more")
+        needed = self._planes * self._across * self._down
+        if min(len(self._offsets), len(self._counts)) < needed:
+            raise CorruptInput(
+                f"TIFF lists {len(self._offsets)} segment offsets and {len(self._counts)} byte counts, "
+                f"its size needs {needed}"
+            )
         self._raw_rows = (
             page.compression == 1 and not self._tiled and page.predictor == 1 and page.fillorder == 1
         )

@@ -28,6 +28,7 @@ import numpy as np
 
 from daemon.errors import UnsupportedInput
 from daemon.io._colour import to_uint8
+from daemon.io._damage import damaged_bytes_are_input_errors
 from daemon.io._psd_colour import (
     colour_to_rgb,
     output_dtype,
@@ -50,6 +51,7 @@ def open_psd(
     *,
     max_megapixels: float,
     layer_budget_megapixels: float = DEFAULT_BUDGET_MEGAPIXELS,
+    name: str | None = None,
 ) -> PsdReader | LayeredPsdReader:
     """Open a PSD or PSB file for reading its merged image, or its composited
     layers when it was saved without one (:mod:`daemon.io._psd_layers`).
@@ -59,40 +61,52 @@ def open_psd(
     we do not convert, :class:`~daemon.errors.CorruptInput` for damaged or
     truncated files.
     """
-    layered = open_layered_psd(path, max_megapixels=max_megapixels, budget_megapixels=layer_budget_megapixels)
+    with damaged_bytes_are_input_errors(name or path.name, "PSD"):
+        layered = open_layered_psd(
+            path, max_megapixels=max_megapixels, budget_megapixels=layer_budget_megapixels
+        )
     if layered is not None:
         return layered
-    return PsdReader(path, max_megapixels=max_megapixels)
+    return PsdReader(path, max_megapixels=max_megapixels, name=name)
 
 
 class PsdReader:
     """One open PSD/PSB file; implements :class:`daemon.io._types.ImageReader`."""
 
-    def __init__(self, path: Path, *, max_megapixels: float) -> None:
+    def __init__(self, path: Path, *, max_megapixels: float, name: str | None = None) -> None:
+        self.name = name or path.name
         self._fp = open(path, "rb")  # noqa: SIM115 - held open until close()
         try:
-            self._layout = read_layout(self._fp, max_megapixels=max_megapixels)
-            if not self._layout.has_real_merged_data:
-                raise UnsupportedInput(
-                    "unsupported: PSD saved without 'Maximize Compatibility' (it has no merged image); "
-                    "re-save it with that option on"
-                )
-            if self._layout.has_spot_channels:
-                # Spot inks are separate plates that the merged CMYK/RGB leaves out:
-                # cutting out the merged image alone would silently drop them.
-                raise UnsupportedInput(
-                    "unsupported: spot colour channels (the merged image leaves the spot inks out)"
-                )
-            self._planes = PlaneRows(self._fp, self._layout)
+            with damaged_bytes_are_input_errors(self.name, "PSD"):
+                self._open(max_megapixels)
         except BaseException:
             self._fp.close()
             raise
         self._alpha_index = self._layout.transparency_index
         self.info = _image_info(self._layout, self._alpha_index is not None)
 
+    def _open(self, max_megapixels: float) -> None:
+        self._layout = read_layout(self._fp, max_megapixels=max_megapixels)
+        if not self._layout.has_real_merged_data:
+            raise UnsupportedInput(
+                "unsupported: PSD saved without 'Maximize Compatibility' (it has no merged image); "
+                "re-save it with that option on"
+            )
+        if self._layout.has_spot_channels:
+            # Spot inks are separate plates that the merged CMYK/RGB leaves out:
+            # cutting out the merged image alone would silently drop them.
+            raise UnsupportedInput(
+                "unsupported: spot colour channels (the merged image leaves the spot inks out)"
+            )
+        self._planes = PlaneRows(self._fp, self._layout)
+
     # -- ImageReader -----------------------------------------------------------------
 
     def read(self) -> np.ndarray:
+        with damaged_bytes_are_input_errors(self.name, "PSD"):
+            return self._read()
+
+    def _read(self) -> np.ndarray:
         layout = self._layout
         out = np.empty((layout.height, layout.width, self.info.channels), dtype=self._dtype)
         for y0, band in self.bands(PROXY_BAND_ROWS):
@@ -102,15 +116,20 @@ class PsdReader:
     def bands(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
         if rows < 1:
             raise ValueError(f"band height must be positive, got {rows}")
-        for y0 in range(0, self._layout.height, rows):
-            y1 = min(y0 + rows, self._layout.height)
-            yield y0, self._band(y0, y1)
+        with damaged_bytes_are_input_errors(self.name, "PSD"):
+            for y0 in range(0, self._layout.height, rows):
+                y1 = min(y0 + rows, self._layout.height)
+                yield y0, self._band(y0, y1)
 
     def proxy(self, max_side: int) -> np.ndarray:
         """Band by band: convert, shrink each band by an integer factor with area
         averaging, then resize once to fit."""
         if max_side < 1:
             raise ValueError(f"max_side must be positive, got {max_side}")
+        with damaged_bytes_are_input_errors(self.name, "PSD"):
+            return self._proxy(max_side)
+
+    def _proxy(self, max_side: int) -> np.ndarray:
         layout = self._layout
         longest = max(layout.width, layout.height)
         factor = max(1, longest // max_side)

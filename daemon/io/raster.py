@@ -16,12 +16,15 @@ import cv2
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
-from daemon.errors import CorruptInput, TooLarge, UnsupportedInput
+from daemon.errors import CorruptInput, UnsupportedInput
+from daemon.io._damage import damaged_bytes_are_input_errors
+from daemon.io._header import RasterHeader, check_size, read_raster_header
 from daemon.io._orient import normalise_orientation, orient
 from daemon.io._types import ColourSpace, ImageInfo
 
-# Our own max_megapixels check runs on the header before any decode, so Pillow's
-# fixed bomb limit (which would refuse files the studio allowed) is switched off.
+# Our own size check (max_megapixels, and a bound per side) runs on our own parse of the
+# header before Pillow opens the file, so Pillow's fixed bomb limit (which would refuse
+# files the studio allowed) is switched off.
 Image.MAX_IMAGE_PIXELS = None
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -29,20 +32,17 @@ _ORIENTATION_TAG = 0x0112
 _SRGB = ImageCms.createProfile("sRGB")
 
 
-def _png_bit_depth(path: Path) -> int:
-    # Pillow reports 16-bit RGB PNGs as 8-bit "RGB" and would silently drop the low byte.
-    with open(path, "rb") as fh:
-        head = fh.read(26)
-    return head[24] if len(head) == 26 else 8
-
-
-def _open_pillow(path: Path) -> Image.Image:
+def _open_pillow(path: Path, name: str) -> Image.Image:
     try:
         return Image.open(path)
     except UnidentifiedImageError:
-        raise CorruptInput(f"{path.name}: not a readable image (unknown or damaged header)") from None
-    except OSError as exc:
-        raise CorruptInput(f"{path.name}: cannot be opened: {exc}") from None
+        raise CorruptInput(f"{name}: not a readable image (unknown or damaged header)") from None
+
+
+def _read_header(path: Path, name: str) -> RasterHeader:
+    # Unbuffered: the PNG chunk walk reads 8 bytes per chunk, not a buffer's worth each time.
+    with open(path, "rb", buffering=0) as fh:
+        return read_raster_header(fh, name)
 
 
 def _dpi(image: Image.Image) -> tuple[float, float] | None:
@@ -55,23 +55,33 @@ def _dpi(image: Image.Image) -> tuple[float, float] | None:
 class RasterReader:
     """An :class:`~daemon.io._types.ImageReader` for JPEG, PNG and WebP."""
 
-    def __init__(self, path: Path, *, max_megapixels: float) -> None:
+    def __init__(self, path: Path, *, max_megapixels: float, name: str | None = None) -> None:
         self.path = path
-        self._image = _open_pillow(path)
-        self.info = self._read_info(self._image)
-        if self.info.megapixels > max_megapixels:
-            self._image.close()
-            raise TooLarge(
-                f"{path.name}: {self.info.width}×{self.info.height} is {self.info.megapixels:.0f} MP, "
-                f"over max_megapixels ({max_megapixels:g})"
-            )
+        self.name = name or path.name
         self._pixels: np.ndarray | None = None
+        # The size is checked on our own parse of the header: nothing Pillow does runs before it.
+        with damaged_bytes_are_input_errors(self.name, "image header"):
+            header = _read_header(path, self.name)
+        check_size(self.name, header.width, header.height, max_megapixels)
+        self._what = header.format.upper() if header.format != "webp" else "WebP"
+        with damaged_bytes_are_input_errors(self.name, self._what):
+            self._image = _open_pillow(path, self.name)
+            try:
+                self.info = self._read_info(self._image, header)
+            except BaseException:
+                self._image.close()
+                raise
 
-    def _read_info(self, image: Image.Image) -> ImageInfo:
+    def _read_info(self, image: Image.Image, header: RasterHeader) -> ImageInfo:
         fmt = (image.format or "").lower()
         if fmt not in ("jpeg", "png", "webp", "mpo"):
-            raise UnsupportedInput(f"{self.path.name}: unsupported: {image.format} in the raster reader")
-        depth = _png_bit_depth(self.path) if fmt == "png" else 8
+            raise UnsupportedInput(f"{self.name}: unsupported: {image.format} in the raster reader")
+        if (image.width, image.height) != (header.width, header.height):
+            raise CorruptInput(
+                f"{self.name}: damaged {self._what} (header says {header.width}×{header.height}, "
+                f"the decoder {image.width}×{image.height}); re-export or re-copy the file"
+            )
+        depth = header.bit_depth if fmt == "png" else 8
         has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
         colour: ColourSpace = "rgb"
         if image.mode == "CMYK":
@@ -87,15 +97,28 @@ class RasterReader:
             colour=colour,
             has_alpha=has_alpha,
             icc=image.info.get("icc_profile") or None,
-            orientation=normalise_orientation(image.getexif().get(_ORIENTATION_TAG, 1)),
+            orientation=self._orientation(image, header),
             dpi=_dpi(image),
         )
 
+    @staticmethod
+    def _orientation(image: Image.Image, header: RasterHeader) -> int:
+        # A PNG's getexif() loads (decodes) the whole image to look for an eXIf chunk after
+        # the pixels; the header walk has already found it. JPEG and WebP keep EXIF in the header.
+        if header.format == "png":
+            if header.exif is None:
+                return 1
+            exif = Image.Exif()
+            try:
+                exif.load(header.exif)
+            except (SyntaxError, ValueError, struct.error, EOFError, OSError):
+                return 1  # damaged EXIF: shown upright, as viewers do
+        else:
+            exif = image.getexif()
+        return normalise_orientation(exif.get(_ORIENTATION_TAG, 1))
+
     def _decode_pillow(self, image: Image.Image) -> np.ndarray:
-        try:
-            image.load()
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise CorruptInput(f"{self.path.name}: damaged or truncated ({exc})") from None
+        image.load()
         if image.mode == "CMYK":
             return np.asarray(self._cmyk_to_rgb(image))
         target = "RGBA" if self.info.has_alpha else "RGB"
@@ -106,21 +129,24 @@ class RasterReader:
         if icc is None:
             # No profile to honour: Pillow's plain conversion (documented in the README).
             return image.convert("RGB")
-        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB")
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError):
+            # A damaged profile: the plain conversion rather than refuse the file (as the TIFF reader does).
+            return image.convert("RGB")
         assert converted is not None
         return converted
 
     def _decode_16bit_png(self) -> np.ndarray:
         # Check the whole stream first: libpng via OpenCV may hand back a partial image.
         with Image.open(self.path) as probe:
-            try:
-                probe.verify()
-            except (OSError, SyntaxError, struct.error) as exc:
-                raise CorruptInput(f"{self.path.name}: damaged or truncated PNG ({exc})") from None
+            probe.verify()
         pixels = cv2.imread(str(self.path), cv2.IMREAD_UNCHANGED)
         if pixels is None:
-            raise CorruptInput(f"{self.path.name}: OpenCV could not decode this 16-bit PNG")
+            raise CorruptInput(
+                f"{self.name}: damaged PNG (OpenCV could not decode it); re-export or re-copy the file"
+            )
         if pixels.ndim == 2:
             pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
         elif pixels.shape[2] == 4:
@@ -133,21 +159,28 @@ class RasterReader:
 
     def read(self) -> np.ndarray:
         if self._pixels is None:
-            stored = (
-                self._decode_16bit_png() if self.info.bit_depth == 16 else self._decode_pillow(self._image)
-            )
-            self._pixels = np.ascontiguousarray(orient(stored, self.info.orientation))
+            with damaged_bytes_are_input_errors(self.name, self._what):
+                stored = (
+                    self._decode_16bit_png()
+                    if self.info.bit_depth == 16
+                    else self._decode_pillow(self._image)
+                )
+                self._pixels = np.ascontiguousarray(orient(stored, self.info.orientation))
         return self._pixels
 
     def proxy(self, max_side: int) -> np.ndarray:
         if self.info.format == "jpeg" and self._pixels is None:
             # DCT-domain reduction: decodes at 1/2…1/8 scale for a fraction of the cost.
-            with _open_pillow(self.path) as image:
+            with (
+                damaged_bytes_are_input_errors(self.name, self._what),
+                _open_pillow(self.path, self.name) as image,
+            ):
                 image.draft("RGB", (max_side, max_side))
                 small = orient(self._decode_pillow(image), self.info.orientation)
         else:
             small = self.read()
-        return shrink_to(to_rgb8(small), max_side)
+        with damaged_bytes_are_input_errors(self.name, self._what):
+            return shrink_to(to_rgb8(small), max_side)
 
     def bands(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
         pixels = self.read()

@@ -31,8 +31,10 @@ from types import TracebackType
 import numpy as np
 import tifffile
 
-from daemon.errors import CorruptInput, TooLarge, UnsupportedInput
+from daemon.errors import CorruptInput, UnsupportedInput
 from daemon.io._colour import ColourConverter, SampleLayout, to_uint8
+from daemon.io._damage import REMEDY, damaged_bytes_are_input_errors
+from daemon.io._header import check_size
 from daemon.io._orient import TRANSPOSING, normalise_orientation, orient, oriented_shape, stored_window
 from daemon.io._resample import area_resize
 from daemon.io._tiff_regions import JPEG_COMPRESSIONS, RegionReader
@@ -44,8 +46,17 @@ DEFAULT_WINDOW_BYTES = 128 << 20
 PROXY_BAND_ROWS = 512
 PHOTOMETRIC_COLOUR: dict[int, ColourSpace] = {0: "gray", 1: "gray", 2: "rgb", 5: "cmyk"}
 EXTRASAMPLE_ASSOCIATED, EXTRASAMPLE_UNASSOCIATED = 1, 2
-# What tifffile (and the struct/zlib code under it) raises on a damaged header.
-HEADER_ERRORS = (tifffile.TiffFileError, ValueError, KeyError, IndexError, struct.error, EOFError)
+# What tifffile (and the struct/zlib code under it) raises on a damaged header: TypeError and
+# ArithmeticError when a tag that should hold one number holds several, or a zero.
+HEADER_ERRORS = (
+    tifffile.TiffFileError,
+    ValueError,
+    TypeError,
+    LookupError,
+    ArithmeticError,
+    struct.error,
+    EOFError,
+)
 
 
 def open_tiff(
@@ -54,40 +65,47 @@ def open_tiff(
     max_megapixels: float,
     max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES,
     window_bytes: int = DEFAULT_WINDOW_BYTES,
+    name: str | None = None,
 ) -> TiffReader:
     """Open ``path`` and read its header; no pixel is decoded yet.
 
     Raises TooLarge (over ``max_megapixels``, or compressed segments too big to stream),
-    UnsupportedInput (mode or sample type we do not handle) or CorruptInput.
+    UnsupportedInput (mode or sample type we do not handle) or CorruptInput. tifffile reads
+    only the header and the first IFD here, so the size is checked before any decode.
     """
-    try:
-        tif = tifffile.TiffFile(path)
-    except HEADER_ERRORS as exc:
-        raise CorruptInput(f"not a readable TIFF: {exc}") from exc
-    try:
-        return TiffReader(tif, max_megapixels, max_segment_bytes, window_bytes)
-    except HEADER_ERRORS as exc:
-        tif.close()
-        raise CorruptInput(f"damaged TIFF header: {exc}") from exc
-    except BaseException:
-        tif.close()
-        raise
+    name = name or path.name
+    with damaged_bytes_are_input_errors(name, "TIFF"):
+        try:
+            tif = tifffile.TiffFile(path)
+        except HEADER_ERRORS as exc:
+            raise CorruptInput(f"{name}: not a readable TIFF ({exc}); {REMEDY}") from exc
+        try:
+            return TiffReader(tif, max_megapixels, max_segment_bytes, window_bytes, name=name)
+        except HEADER_ERRORS as exc:
+            tif.close()
+            raise CorruptInput(f"{name}: damaged TIFF header ({exc}); {REMEDY}") from exc
+        except BaseException:
+            tif.close()
+            raise
 
 
 class TiffReader:
     """One open TIFF. Implements :class:`daemon.io._types.ImageReader`."""
 
     def __init__(
-        self, tif: tifffile.TiffFile, max_megapixels: float, max_segment_bytes: int, window_bytes: int
+        self,
+        tif: tifffile.TiffFile,
+        max_megapixels: float,
+        max_segment_bytes: int,
+        window_bytes: int,
+        *,
+        name: str = "TIFF",
     ):
         self._tif = tif
+        self.name = name
         page = tif.pages.first
         width, height = int(page.imagewidth), int(page.imagelength)
-        if width * height > max_megapixels * 1e6:
-            raise TooLarge(
-                f"image is {width}x{height} = {width * height / 1e6:.1f} MP, "
-                f"over max_megapixels {max_megapixels:g}"
-            )
+        check_size(name, width, height, max_megapixels)
         bit_depth = _bit_depth(page)
         layout = _sample_layout(page)
         self.source_icc: bytes | None = page.iccprofile
@@ -127,6 +145,10 @@ class TiffReader:
 
     def proxy(self, max_side: int) -> np.ndarray:
         """RGB uint8, longer side ``max_side`` (or the image's own if smaller)."""
+        with damaged_bytes_are_input_errors(self.name, "TIFF"):
+            return self._proxy(max_side)
+
+    def _proxy(self, max_side: int) -> np.ndarray:
         source = self._proxy_source(max_side)
         try:
             small = _area_shrink(source, max_side, self._converter.layout.colour_channels)
@@ -137,13 +159,18 @@ class TiffReader:
         return np.ascontiguousarray(orient(rgb, self._orientation))
 
     def read(self) -> np.ndarray:
-        stored = self._regions.read(0, self.info.height, 0, self.info.width)
-        return np.ascontiguousarray(orient(self._converter.to_rgb(stored), self._orientation))
+        with damaged_bytes_are_input_errors(self.name, "TIFF"):
+            stored = self._regions.read(0, self.info.height, 0, self.info.width)
+            return np.ascontiguousarray(orient(self._converter.to_rgb(stored), self._orientation))
 
     def bands(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
         """Bands of exactly ``rows`` oriented rows (the last one shorter), top to bottom."""
         if rows < 1:
             raise ValueError("rows must be >= 1")
+        with damaged_bytes_are_input_errors(self.name, "TIFF"):
+            yield from self._bands(rows)
+
+    def _bands(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
         if self._orientation in TRANSPOSING:
             yield from self._bands_from_column_windows(rows)
             return
@@ -177,6 +204,10 @@ class TiffReader:
 
 
 def _bit_depth(page: tifffile.TiffPage) -> int:
+    if isinstance(page.bitspersample, tuple) or isinstance(page.sampleformat, tuple):
+        # tifffile hands back a tuple when the samples of one pixel differ (or the tag is damaged).
+        kinds = f"bits {page.bitspersample}, formats {page.sampleformat}"
+        raise UnsupportedInput(f"unsupported: TIFF samples of different sizes or types ({kinds})")
     bits, sample_format = int(page.bitspersample), int(page.sampleformat)
     if bits not in (8, 16) or sample_format != 1:
         kind = {1: "unsigned", 2: "signed", 3: "float"}.get(sample_format, f"format {sample_format}")

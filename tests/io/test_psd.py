@@ -27,8 +27,9 @@ from daemon.io._psd_layout import read_layout
 from daemon.io._psd_planes import PlaneRows
 from daemon.io.psd import PsdReader, open_psd
 from tests.conftest import cmyk_to_srgb_reference
+from tests.io.fuzz_corpus import PSD_CORPUS
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "psd"
+CORPUS = PSD_CORPUS
 FILES = sorted(p for p in CORPUS.rglob("*") if p.suffix.lower() in (".psd", ".psb"))
 LIMIT_MP = 500.0
 UNSUPPORTED_MODES = {

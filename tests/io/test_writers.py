@@ -16,7 +16,7 @@ from daemon.errors import UnsupportedInput
 from daemon.io import writers
 from daemon.io._colour import srgb_profile_bytes
 from daemon.io.writers import WEBP_MAX_SIDE, OutputFormat, check_output_size, open_writer
-from daemon.outputs import write_atomically
+from daemon.outputs import Destination, write_atomically
 
 HEIGHT, WIDTH = 1100, 700  # more than two 512-row tile strips, width not a tile multiple
 # Baseline and Photoshop-documented TIFF tags; anything else may upset strict readers.
@@ -127,7 +127,7 @@ def test_incomplete_image_raises_and_atomic_publish_leaves_nothing(tmp_path: Pat
         writer.close()
 
     with pytest.raises(ValueError, match="rows were written"):
-        write_atomically(destination, write_half)
+        write_atomically(Destination.at(destination), write_half)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -143,7 +143,8 @@ def test_wrong_band_shape_is_rejected(tmp_path: Path, fmt: OutputFormat) -> None
 
 def test_atomic_publish_of_a_complete_tiff(tmp_path: Path) -> None:
     pixels = _image(4, np.uint16)
-    destination = write_atomically(tmp_path / "final.tif", lambda tmp: _write("tiff", tmp, pixels) and None)
+    final = Destination.at(tmp_path / "final.tif")
+    destination = write_atomically(final, lambda tmp: _write("tiff", tmp, pixels) and None)
     assert [p.name for p in tmp_path.iterdir()] == ["final.tif"]
     np.testing.assert_array_equal(tifffile.imread(destination), pixels)
 
@@ -260,9 +261,13 @@ def test_webp_at_its_side_limit_writes_and_one_more_pixel_is_refused(tmp_path: P
         assert image.size == (WEBP_MAX_SIDE, 2)
     refusal = r"at most 16383 px a side; choose output_format png or tiff"
     with pytest.raises(UnsupportedInput, match=refusal):
-        write_atomically(tmp_path / "wide.webp", lambda tmp: _open_webp(tmp, WEBP_MAX_SIDE + 1, 10))
+        write_atomically(
+            Destination.at(tmp_path / "wide.webp"), lambda tmp: _open_webp(tmp, WEBP_MAX_SIDE + 1, 10)
+        )
     with pytest.raises(UnsupportedInput, match=refusal):
-        write_atomically(tmp_path / "tall.webp", lambda tmp: _open_webp(tmp, 10, WEBP_MAX_SIDE + 1))
+        write_atomically(
+            Destination.at(tmp_path / "tall.webp"), lambda tmp: _open_webp(tmp, 10, WEBP_MAX_SIDE + 1)
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["edge.webp"]  # no output, no temporary
 
 
