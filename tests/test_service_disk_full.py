@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from daemon.journal import Journal
+from daemon.roots import MARKER_NAME
 from tests.conftest import photo
 from tests.notify_listener import NotifyListener, notify
 from tests.service_harness import Daemon, folder_settings, write_config
@@ -100,7 +101,8 @@ def test_a_full_output_disk_makes_the_folder_wait_then_everything_completes_once
         assert daemon.named("done") == [] and daemon.named("failed") == []
         assert daemon.named("stalled") == [] and len(notify.pings(after=waiting_since)) >= 8
         assert any("waiting for disk space" in s for s in notify.statuses())
-        assert [p for p in small_disk.rglob("*") if p.is_file()] == [filler]  # nothing written there
+        written = [p for p in small_disk.rglob("*") if p.is_file() and p.name != MARKER_NAME]
+        assert written == [filler]  # nothing written there (but the roots' markers, daemon.roots)
         journal = Journal.open_read_only(tmp_path / "state" / "journal.sqlite")
         try:
             rows = [journal.get("hot", name) for name in [*good, "notes.jpg"]]
@@ -116,7 +118,7 @@ def test_a_full_output_disk_makes_the_folder_wait_then_everything_completes_once
         assert sorted(daemon.paths("done")) == sorted(good)  # each exactly once
         assert daemon.paths("failed") == ["notes.jpg"]
         assert daemon.terminate() == 0
-    outputs = sorted(p.name for p in (small_disk / "out").iterdir())
+    outputs = sorted(p.name for p in (small_disk / "out").iterdir() if p.name != MARKER_NAME)
     assert outputs == sorted(n.replace(".jpg", ".png") for n in good)
     record = json.loads((small_disk / "out-errors" / "notes.jpg.error.json").read_text())
     assert record["error_class"] == "UnsupportedInput"
@@ -149,6 +151,6 @@ def test_a_full_disk_under_the_journal_waits_and_loses_no_transition(
         assert journal.counts()["hot"]["done"] == len(names)
     finally:
         journal.close()
-    assert sorted(p.name for p in (tmp_path / "hot-out").iterdir()) == sorted(
+    assert sorted(p.name for p in (tmp_path / "hot-out").iterdir() if p.name != MARKER_NAME) == sorted(
         n.replace(".jpg", ".png") for n in names
     )
