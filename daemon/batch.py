@@ -12,7 +12,7 @@ from typing import NamedTuple, TextIO
 
 from daemon.config import DEFAULT_EXCLUDES
 from daemon.errors import HotmatteError
-from daemon.names import GlobFilter
+from daemon.filters import GlobFilter
 from daemon.naming import DEFAULT_OUTPUT_NAME, output_relative
 from daemon.outputs import Destination
 from daemon.pipeline import Job, Outcome, Pipeline

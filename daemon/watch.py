@@ -54,8 +54,8 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserverVFS
 
 from daemon.config import Folder
+from daemon.filters import FolderFilter
 from daemon.mounts import ObserverKind, choose_observer, read_mounts
-from daemon.names import FolderFilter
 from daemon.shares import ShareAnchor
 from daemon.stability import StabilityTracker
 

@@ -16,7 +16,7 @@ import structlog
 from watchdog.events import FileCreatedEvent
 
 from daemon.config import DEFAULT_EXCLUDES, Folder
-from daemon.names import FolderFilter, GlobFilter
+from daemon.filters import FolderFilter, GlobFilter
 from daemon.watch import FolderWatcher, _HintHandler
 
 
