@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import sqlite3
-import stat
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, photo, run_hotmatte, save_jpeg
+from tests.conftest import photo, run_hotmatte, save_jpeg
 from tests.service_harness import Daemon, write_config
+from tests.service_weights import weights_for_service_user
 from tests.studio import Studio
 
 #: What each planted thing must fail with.
@@ -35,16 +34,8 @@ ARRIVING = {"linked": "SymlinkNotFollowed", "late.jpg": "SymlinkNotFollowed"}
 
 @pytest.fixture
 def weights_env(studio: Studio, weights_dir: Path) -> dict[str, str]:
-    """``HOTMATTE_WEIGHTS`` for the service user: the installed weights if others may read them,
-    else a readable copy (an install made by root may have left them 0600)."""
-    files = [weights_dir / "manifest.json", weights_dir / "isnet-general-use.safetensors"]
-    if all(f.stat().st_mode & stat.S_IROTH for f in files):
-        return {"HOTMATTE_WEIGHTS": str(REPO / "weights")}
-    copy = studio.root / "weights"
-    copy.mkdir()
-    for f in files:
-        os.chmod(shutil.copy(f, copy / f.name), 0o644)
-    return {"HOTMATTE_WEIGHTS": str(copy)}
+    """``HOTMATTE_WEIGHTS`` for the service user (tests/service_weights.py)."""
+    return {"HOTMATTE_WEIGHTS": str(weights_for_service_user(studio))}
 
 
 def _small_jpeg(path: Path, name: str = "astronaut") -> Path:
