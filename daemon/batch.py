@@ -8,14 +8,14 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 from daemon.config import DEFAULT_EXCLUDES
 from daemon.errors import HotmatteError
+from daemon.filters import GlobFilter
 from daemon.naming import DEFAULT_OUTPUT_NAME, output_relative
 from daemon.outputs import Destination
 from daemon.pipeline import Job, Outcome, Pipeline
-from daemon.watch import GlobFilter
 
 #: The daemon's built-in excludes, matched as the daemon matches them (ignoring case: THUMBS.DB).
 _EXCLUDED = GlobFilter(DEFAULT_EXCLUDES)
@@ -25,21 +25,44 @@ def is_excluded(name: str) -> bool:
     return _EXCLUDED(PurePath(name))
 
 
-def walk_inputs(inputs: Iterable[Path]) -> Iterator[tuple[Path, Path]]:
-    """``(file, root)`` for every file given or found below a given folder, sorted.
+class Input(NamedTuple):
+    """One input of ``hotmatte process``."""
 
-    ``root`` is the folder the file's output path mirrors from: the given folder, or a
-    given file's own folder.
+    path: Path
+    #: The folder the output path mirrors from: the given folder, or a given file's own folder.
+    root: Path
+    #: Found by walking a given folder (then never followed if it is a link), not named by hand.
+    walked: bool
+
+
+def walk_inputs(inputs: Iterable[Path]) -> Iterator[Input]:
+    """Every file given, or found below a given folder (sorted), as an :class:`Input`.
+
+    Walks never follow links: a link (to a file or a folder), a FIFO, a socket or a device found
+    in a folder is listed like a file, so that it fails with its reason instead of being read
+    (or hanging the run, as opening a FIFO would). A file named on the command line is the
+    operator's choice and is taken as given, links included.
     """
     for given in inputs:
         if given.is_dir():
-            for dirpath, dirnames, filenames in os.walk(given):
-                dirnames[:] = sorted(d for d in dirnames if not is_excluded(d))
-                for name in sorted(filenames):
-                    if not is_excluded(name):
-                        yield Path(dirpath) / name, given
+            yield from _walk(given, given)
         else:
-            yield given, given.parent
+            yield Input(given, given.parent, walked=False)
+
+
+def _walk(directory: Path, root: Path) -> Iterator[Input]:
+    with os.scandir(directory) as listing:
+        entries = sorted(listing, key=lambda e: e.name)
+    folders = []
+    for entry in entries:
+        if is_excluded(entry.name):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            folders.append(entry)
+        else:
+            yield Input(Path(entry.path), root, walked=True)
+    for entry in folders:
+        yield from _walk(Path(entry.path), root)
 
 
 @dataclass
@@ -61,8 +84,8 @@ def plan_jobs(
     """
     plan = Plan()
     claimed: dict[Path, Path] = {}
-    for source, root in walk_inputs(inputs):
-        if not source.exists():
+    for source, root, walked in walk_inputs(inputs):
+        if not (os.path.lexists(source) if walked else source.exists()):
             plan.refused.append((source, "no such file or directory"))
             continue
         relative = source.relative_to(root).as_posix()
@@ -74,7 +97,11 @@ def plan_jobs(
             )
             continue
         claimed[destination.path] = source
-        plan.jobs.append(Job(source=source, destination=destination, profile=profile))
+        if walked:  # opened below the given folder, no link followed (see Job.source_root)
+            job = Job(source=source, destination=destination, profile=profile, source_root=root)
+        else:  # named by hand: its own links are followed, its output keeps the name given
+            job = Job(source=source.resolve(), destination=destination, profile=profile)
+        plan.jobs.append(job)
     return plan
 
 

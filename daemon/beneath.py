@@ -123,6 +123,9 @@ def open_regular_file(root: Path, relative: str | PurePosixPath) -> int:
         raise IsADirectoryError(errno.EISDIR, "is the root folder", str(root))
     parent = open_directory(root, parts[:-1])
     try:
+        # Look before opening: a socket cannot be opened at all (ENXIO) and opening a device can
+        # act on it. The fstat below still decides, so a swap after this look changes nothing.
+        _refuse_special(os.stat(parts[-1], dir_fd=parent, follow_symlinks=False), "/".join(parts))
         try:
             fd = os.open(parts[-1], _READ_FLAGS, dir_fd=parent)
         except OSError as exc:
@@ -137,6 +140,13 @@ def open_regular_file(root: Path, relative: str | PurePosixPath) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def _refuse_special(st: os.stat_result, shown: str) -> None:
+    if stat.S_ISLNK(st.st_mode):
+        raise SymlinkNotFollowed(f"{shown}: symbolic link not followed")
+    if not stat.S_ISREG(st.st_mode):
+        raise NotARegularFile(f"{shown}: {describe_mode(st.st_mode)}, not a regular file; not read")
 
 
 def check_regular(fd: int, shown: str) -> os.stat_result:

@@ -157,6 +157,8 @@ class Config(_Model):
     journal_keep_days: Annotated[float, Field(gt=0)] = 30.0
     reconcile_seconds: Annotated[float, Field(gt=0)] = 60.0
     drain_timeout_seconds: Annotated[float, Field(ge=0)] = 120.0
+    #: No watchdog ping once work could go but nothing moved for this long (see daemon.service).
+    stall_seconds: Annotated[float, Field(gt=0)] = 900.0
     workers: Workers = Workers()
     retry: Retry = Retry()
     folders: tuple[Folder, ...] = ()

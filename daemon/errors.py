@@ -31,7 +31,9 @@ TransientError        Retried with exponential backoff; the file stays pending.
                       is gone, renamed away or no longer the filesystem it
                       was at start (its ``.hotmatte-root`` marker): nothing
                       is written there, and it is never silently recreated.
-  DiskFull            Retried; nothing half-written is ever left visible.
+  DiskFull            Not the file's fault: the file goes back to pending
+                      uncounted and its folder waits (logged once) until a
+                      probe finds space; nothing half-written is left visible.
   DeviceOutOfMemory   The batch is retried one image at a time, then with
                       backoff like any transient error. (Running out of GPU
                       memory while *refining* a file is no error: that file

@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from daemon.beneath import check_regular, open_directory, open_regular_file, parts_of
 from daemon.config import Folder
 from daemon.errors import HotmatteError, NotARegularFile, OutputNameTooLong, SymlinkNotFollowed
+from daemon.names import printable
 from daemon.outputs import (
     NAME_MAX,
     Destination,
@@ -156,7 +157,9 @@ def record_failure(
         attempts=attempts,
         permanent=permanent,
     )
-    text = json.dumps(asdict(record), indent=2, ensure_ascii=False) + "\n"
+    # A name that is not UTF-8 (caf\xe9.jpg) is written with \xNN escapes: the JSON stays UTF-8.
+    fields = {k: printable(v) if isinstance(v, str) else v for k, v in asdict(record).items()}
+    text = json.dumps(fields, indent=2, ensure_ascii=False) + "\n"
     return write_text_atomically(copy.with_name(record_name(copy.name)), text)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from daemon.beneath import fd_path, open_regular_file
 from daemon.config import Config
 from daemon.cutout import cut_out
 from daemon.errors import DeviceOutOfMemory
@@ -65,6 +66,22 @@ class Job:
     #: When set, a result whose confidence is below ``review_below`` goes to ``review_destination``.
     review_below: float | None = None
     review_destination: Destination | None = None
+    #: The trusted folder ``source`` lies in (a hot folder, a folder given to ``hotmatte process``):
+    #: nothing below it is followed if it is a link. None: ``source``'s own folder.
+    source_root: Path | None = None
+
+
+def open_source(job: Job) -> int:
+    """A read-only descriptor of the job's original, opened once, never through a link.
+
+    Every component below :attr:`Job.source_root` is opened with ``O_NOFOLLOW`` and the result
+    must be a regular file (a FIFO is opened without blocking, then refused), so a file swapped
+    for a link after the watcher found it complete cannot make us read the link's target: the
+    decode reads this descriptor, nothing else. Raises :class:`~daemon.errors.SymlinkNotFollowed`,
+    :class:`~daemon.errors.NotARegularFile` or ``OSError``.
+    """
+    root = job.source_root if job.source_root is not None else job.source.parent
+    return open_regular_file(root, job.source.relative_to(root).as_posix())
 
 
 @dataclass(frozen=True)
@@ -88,6 +105,8 @@ class _Work:
     job: Job
     timings: dict[str, float] = field(default_factory=dict)
     reader: ImageReader | None = None
+    #: The original's descriptor (see :func:`open_source`); the reader reads it through /proc.
+    source_fd: int | None = None
     prepared: np.ndarray | None = None
     #: The decoded proxy, kept for profiles whose finishing needs a working copy (saves a decode).
     proxy: np.ndarray | None = None
@@ -223,6 +242,9 @@ class Pipeline:
     ) -> None:
         if work.reader is not None:
             work.reader.close()
+        if work.source_fd is not None:
+            os.close(work.source_fd)
+            work.source_fd = None
         try:
             self.on_outcome(Outcome(work.job, output, error, dict(work.timings), confidence, review))
         finally:
@@ -235,10 +257,12 @@ class Pipeline:
             started = time.perf_counter()
             try:
                 profile = get_profile(item.job.profile, self.profiles)
+                item.source_fd = open_source(item.job)
                 item.reader = open_image(
-                    item.job.source,
+                    fd_path(item.source_fd),
                     max_megapixels=self.max_megapixels,
                     psd_layer_budget_megapixels=self.psd_layer_budget_megapixels,
+                    name=item.job.source.name,
                 )
                 side = proxy_side(*item.reader.info.oriented_size, size)
                 proxy = item.reader.proxy(side)

@@ -10,6 +10,17 @@ redone, and never once its output is known to exist.
 Signals: SIGHUP re-reads the config (folders come and go without a restart; an
 invalid config keeps the old one); SIGTERM and SIGINT drain in-flight files for
 up to ``drain_timeout_seconds`` and exit 0.
+
+Crashes: a row left ``running`` by a crash is a *suspect*; suspects run alone
+(nothing else in the pipeline), so a second crash is pinned on the right file,
+and a row that was running at :data:`~daemon.outcomes.QUARANTINE_AFTER_CRASHES`
+crashes in a row is failed with ``DiedWhileProcessing`` instead of run again.
+
+The ``WATCHDOG=1`` ping stops when a thread died or work has stalled, never
+while the daemon merely waits (:mod:`daemon.liveness`).
+
+A damaged journal found while running stops the daemon with exit 2 and one
+line naming the repair (:mod:`daemon.journal_faults`), never a spin.
 """
 
 from __future__ import annotations
@@ -21,19 +32,21 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 
 import structlog
 
 from daemon.config import Config, Folder, load_config
-from daemon.errors import ConfigError, OutputCollision
+from daemon.errors import ConfigError, JournalUnusable, OutputCollision, ShareUnavailable
 from daemon.journal import Entry, Fingerprint, Journal, profile_hash
+from daemon.journal_faults import DiskFullWait
+from daemon.liveness import Liveness
 from daemon.logs import configure_logging
 from daemon.naming import DEFAULT_OUTPUT_NAME, output_relative
 from daemon.notify import Notifier
-from daemon.outcomes import OutcomeRecorder, Running
+from daemon.outcomes import QUARANTINE_AFTER_CRASHES, OutcomeRecorder, Running
 from daemon.outputs import Destination, remove_stale_temporaries
 from daemon.pipeline import PIPELINE_VERSION, Job, Outcome, Pipeline, build_pipeline
 from daemon.profiles import get_profile
@@ -59,6 +72,14 @@ STATUS_EVERY_SECONDS = 2.0
 STAGES_EVERY_SECONDS = 30.0
 #: Exit code for a set-up problem (bad config, no usable weights, journal unusable), as in daemon.cli.
 EXIT_SETUP = 2
+#: After the pipeline refused a job, feeding waits until it has fewer in flight or this long.
+FULL_BACKOFF_SECONDS = 0.25
+#: Items taken off the inbox per loop turn, so signals and feeding are not starved by a flood.
+INBOX_BATCH = 1000
+
+
+class _StopWhileJournalFull(Exception):
+    """Asked to stop while a journal write waits for disk space: exit without that transition."""
 
 
 @dataclass(frozen=True)
@@ -124,18 +145,22 @@ class Service:
         self._outcomes = OutcomeRecorder(journal, lambda: self._config.retry)
         self._stop_requested = False
         self._reload_requested = False
-        self._full_at: int | None = None
+        #: (in flight when the pipeline refused a job, monotonic time the backoff ends)
+        self._full: tuple[int, float] | None = None
+        #: The suspect (a row a crash left running) now in the pipeline, alone.
+        self._suspect: int | None = None
+        self._liveness = Liveness(notifier, lambda: self._config.stall_seconds)
+        self._journal_full: DiskFullWait | None = None
         self._next_status = 0.0
-        self._next_ping = 0.0
         self._last_status = ""
         self._next_stages = STAGES_EVERY_SECONDS
         self._stage_files = 0
-        self._unhealthy_logged = False
         self.pipeline: Pipeline | None = None
         self.drained = True
         self._upkeep = JournalUpkeep(
             journal,
-            lambda: {f.name: f for f in self._config.folders},
+            # A folder whose share is unmounted is left out: its sources are not gone, only hidden.
+            lambda: {f.name: f for f in self._config.folders if self._reachable(f.name)},
             lambda: self._config.journal_keep_days,
         )
 
@@ -144,6 +169,7 @@ class Service:
     def run(self) -> int:
         # Before the (slow) model load, so a stop request during start-up still ends cleanly.
         self._install_signal_handlers()
+        self._journal.on_disk_full = self._journal_disk_full
         self.pipeline = build_pipeline(self._config, self._inbox.put)
         keep_state_beside(self._journal.path)
         for folder in self._config.folders:
@@ -162,14 +188,49 @@ class Service:
         )
         self._notifier.ready(self._status_text())
         self._upkeep.start()  # prunes the journal now, then daily, on its own thread
-        while not self._stop_requested:
-            self._handle_inbox(timeout=0.2)
-            if self._reload_requested:
-                self._reload_requested = False
-                self._reload()
-            self._feed_pipeline()
-            self._report()
+        try:
+            while not self._stop_requested:
+                if self._journal.fault is not None:  # met by a watcher thread, say
+                    raise self._journal.fault
+                self._handle_inbox(timeout=0.2)
+                if self._reload_requested:
+                    self._reload_requested = False
+                    self._reload()
+                self._feed_pipeline()
+                self._report()
+        except JournalUnusable as exc:
+            return self._abandon(exc)
+        except _StopWhileJournalFull:
+            log.warning("stop", drained=False, reason="asked to stop while the journal disk is full")
+            self.drained = False
+            return 0
         return self._shut_down()
+
+    def _abandon(self, fault: JournalUnusable) -> int:
+        """The journal became unusable while running: stop at once, exit 2, one line on stderr."""
+        self._notifier.stopping()
+        for watcher in self._watchers.values():
+            watcher.stop(timeout=1.0)
+        log.error("journal_unusable", error=str(fault))
+        print(f"hotmatte: {fault}", file=sys.stderr)
+        self.drained = self.pipeline.stop(0.0) if self.pipeline is not None else True
+        return EXIT_SETUP
+
+    def _journal_disk_full(self, wait: DiskFullWait) -> None:
+        """Called by the journal while a write waits for space: say so once, keep the watchdog fed."""
+        if wait.over:
+            self._journal_full = None
+            log.info("journal_space_back", journal=str(wait.path), waited=round(wait.waited, 1))
+            return
+        if self._journal_full is None:
+            log.error(
+                "journal_disk_full", journal=str(wait.path), error=wait.error, waiting="until space returns"
+            )
+        self._journal_full = wait
+        self._notifier.status(f"waiting for disk space for the journal {wait.path}")
+        self._liveness.waiting()
+        if self._stop_requested:
+            raise _StopWhileJournalFull
 
     def _install_signal_handlers(self) -> None:
         def stop(signum: int, _frame: FrameType | None) -> None:
@@ -194,6 +255,8 @@ class Service:
             self._handle_inbox(timeout=0.2, outcomes_only=True)
         self.drained = self.pipeline.stop(0.0)
         self._handle_inbox(timeout=0.0, outcomes_only=True)
+        # A file still in flight was cut short by this stop, not by a crash: not a quarantine step.
+        self._journal.excuse(self._running)
         log.info("stop", drained=self.drained, left_running=len(self._running))
         self._upkeep.stop()
         self._journal.close()
@@ -261,6 +324,11 @@ class Service:
         redo = folder.on_success == "move"
         return self._journal.is_settled(folder.name, relative_key(folder, path), key, redo_done=redo)
 
+    def _reachable(self, name: str) -> bool:
+        """The folder's share is mounted (or its watcher has not started yet); any thread may ask."""
+        watcher = self._watchers.get(name)
+        return watcher is None or watcher.still_reachable()
+
     def _active_folder(self, name: str) -> Folder | None:
         watcher = self._watchers.get(name)
         return watcher.folder if watcher is not None else None
@@ -272,12 +340,17 @@ class Service:
             item = self._inbox.get(timeout=timeout) if timeout > 0 else self._inbox.get_nowait()
         except queue.Empty:
             return
-        for _ in range(1000):  # bounded, so signals and feeding are not starved by a flood
+        handled = 0
+        while True:
+            # Every item taken off the queue is handled before the bound is checked: none is dropped.
             if isinstance(item, _Ready):
                 if not outcomes_only:
                     self._record_arrival(item)
             else:
                 self._conclude(item)
+            handled += 1
+            if handled >= INBOX_BATCH:
+                return
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
@@ -292,16 +365,40 @@ class Service:
         if self._journal.offer(folder.name, relative, key, redo_done=folder.on_success == "move"):
             log.info("queued", folder=folder.name, path=relative, size=ready.size)
 
+    def _claimable_folders(self, now: float) -> list[str]:
+        """Folders work may be claimed from: reachable (input, and the output, error, review and
+        done roots: daemon.roots logs a lost one once), and not waiting for disk space."""
+        space = self._outcomes.space
+        return [
+            n
+            for n, w in self._watchers.items()
+            if w.available and folder_roots_available(w.folder) and space.claimable(n, now)
+        ]
+
     def _feed_pipeline(self) -> None:
         assert self.pipeline is not None
-        in_flight = self.pipeline.in_flight()
-        if self._full_at is not None and in_flight >= self._full_at:
-            return  # still as full as when it last refused a job
-        self._full_at = None
-        # A folder whose output, error, review or done share is gone waits (daemon.roots logs it once).
-        available = [n for n, w in self._watchers.items() if w.available and folder_roots_available(w.folder)]
+        now = time.monotonic()
+        if self._full is not None:
+            level, until = self._full
+            if self.pipeline.in_flight() >= level and now < until:
+                return  # still as full as when it last refused a job
+            self._full = None
+        if self._suspect is not None:
+            return  # a suspect runs alone
+        available = self._claimable_folders(now)
         while (entry := self._journal.claim(available)) is not None:
             folder = self._watchers[entry.folder].folder
+            probe = entry.folder in self._outcomes.space.waiting()
+            if probe:  # a folder waiting for space sends one file at a time, as a probe
+                available.remove(entry.folder)
+            if entry.crashes >= QUARANTINE_AFTER_CRASHES:
+                self._outcomes.quarantine(folder, entry)
+                self._liveness.moved()
+                continue
+            if entry.crashes and (self._running or self.pipeline.in_flight()):
+                # A crash left it running: run it alone, so a second crash is pinned on the right file.
+                self._journal.unclaim(entry.id)
+                return
             if self._in_pipeline(folder, entry.path):
                 # An older version of this file is still in the pipeline; its output must not land
                 # after this one's. Try again once it is out.
@@ -326,13 +423,26 @@ class Service:
                 review_destination=destination_for(
                     folder, entry.path, self._config, folder.resolved_review_dir
                 ),
+                source_root=folder.input,
             )
             if not self.pipeline.submit(job, timeout=0):
                 self._journal.unclaim(entry.id)
-                self._full_at = self.pipeline.in_flight()
+                # Feed again once one job is out, or after a short while whatever in_flight says:
+                # it may already be 0 (all finished between the refusal and this line).
+                level = max(self.pipeline.in_flight(), 1)
+                self._full = (level, time.monotonic() + FULL_BACKOFF_SECONDS)
                 return
+            # Progress is a job that went in (or an outcome), never a claim undone: a full pipeline
+            # that refuses every claim has not moved.
+            self._liveness.moved()
             self._running[entry.id] = Running(folder, entry, time.monotonic())
-            log.info("started", folder=folder.name, path=entry.path, attempt=entry.attempts)
+            if probe:
+                self._outcomes.space.claimed(entry.folder)
+            log.info("started", folder=folder.name, path=entry.path, attempt=entry.attempts + 1)
+            if entry.crashes:
+                self._suspect = entry.id
+                log.warning("suspect_alone", folder=folder.name, path=entry.path, crashes=entry.crashes)
+                return
 
     def _refuse_if_output_taken(self, folder: Folder, entry: Entry) -> bool:
         """Fail ``entry`` when an older file of the folder already owns its output path.
@@ -358,8 +468,18 @@ class Service:
     def _still_the_claimed_version(self, folder: Folder, entry: Entry) -> bool:
         source = folder.input / entry.path
         try:
-            st = source.stat()
+            st = os.lstat(source)  # a link is judged as itself; the decode stage refuses it
         except FileNotFoundError:
+            if not self._watchers[folder.name].still_reachable():
+                # Not gone: its share was unmounted a moment ago. Wait for it, forget nothing.
+                self._journal.retry_later(
+                    entry.id,
+                    "ShareUnavailable",
+                    "the folder's share is unavailable",
+                    time.time() + folder.poll_interval,
+                    count_attempt=False,
+                )
+                return False
             self._journal.forget(entry.id)
             log.info("vanished", folder=folder.name, path=entry.path)
             return False
@@ -385,9 +505,17 @@ class Service:
     def _conclude(self, outcome: Outcome) -> None:
         key = outcome.job.key
         running = self._running.pop(key, None) if isinstance(key, int) else None
+        if key == self._suspect:
+            self._suspect = None
         if running is None:
             log.error("unknown_outcome", source=str(outcome.job.source))
             return
+        self._liveness.moved()
+        watcher = self._watchers.get(running.folder.name)
+        if isinstance(outcome.error, OSError) and watcher is not None and not watcher.still_reachable():
+            # The file did not vanish or break: its share went away under the read.
+            error = ShareUnavailable(f"the folder's share is unavailable ({outcome.error})")
+            outcome = replace(outcome, error=error)
         self._outcomes.record(running, outcome)
 
     # --- reload -------------------------------------------------------------------------------------
@@ -430,8 +558,10 @@ class Service:
         in_flight = self.pipeline.in_flight() if self.pipeline else 0
         reachable = [n for n, w in self._watchers.items() if w.available and folder_roots_available(w.folder)]
         waiting = [n for n in self._watchers if n not in reachable]
+        full = self._outcomes.space.waiting()
         text = f"{self._journal.backlog()} to do, {in_flight} in the pipeline, {len(self._watchers)} folders"
-        return text + (f" ({', '.join(waiting)} unreachable)" if waiting else "")
+        text += f" ({', '.join(waiting)} unreachable)" if waiting else ""
+        return text + (f" ({', '.join(full)} waiting for disk space)" if full else "")
 
     def _publish_stage_timings(self) -> None:
         """Log the per-stage timings and save them beside the journal, once new files went through."""
@@ -451,6 +581,21 @@ class Service:
         assert self.pipeline is not None
         return self.pipeline.healthy() and all(w.healthy() for w in self._watchers.values())
 
+    def _busy(self) -> bool:
+        """Work could go: files in the pipeline, or due in a folder we may claim from."""
+        assert self.pipeline is not None
+        now = time.monotonic()
+        return self.pipeline.in_flight() > 0 or self._journal.has_due_work(self._claimable_folders(now))
+
+    def _details(self) -> dict[str, object]:
+        """What an ``unhealthy`` or ``stalled`` log line says about the daemon."""
+        return {
+            "folders": {n: w.healthy() for n, w in self._watchers.items()},
+            "pipeline": self.pipeline.healthy() if self.pipeline else False,
+            "in_flight": self.pipeline.in_flight() if self.pipeline else 0,
+            "backlog": self._journal.backlog(),
+        }
+
     def _send_status(self, now: float) -> None:
         """``STATUS=`` for systemd. Built only when someone listens: it counts the journal's backlog."""
         text = self._status_text()
@@ -469,21 +614,8 @@ class Service:
         if now >= self._next_stages:
             self._next_stages = now + STAGES_EVERY_SECONDS
             self._publish_stage_timings()
-        interval = self._notifier.watchdog_interval
-        if interval is None or now < self._next_ping:
-            return
-        self._next_ping = now + interval
-        if self.healthy():
-            self._notifier.watchdog()
-            self._unhealthy_logged = False
-        elif not self._unhealthy_logged:
-            # No ping: systemd's watchdog will restart us, which is what a wedged observer or stage needs.
-            log.error(
-                "unhealthy",
-                folders={n: w.healthy() for n, w in self._watchers.items()},
-                pipeline=self.pipeline.healthy() if self.pipeline else False,
-            )
-            self._unhealthy_logged = True
+        # No ping when unhealthy or stalled: systemd's watchdog restarts us (daemon/liveness.py).
+        self._liveness.tick(now, busy=self._busy, healthy=self.healthy, details=self._details)
 
 
 def run_daemon(config_path: Path | None) -> int:
@@ -494,11 +626,19 @@ def run_daemon(config_path: Path | None) -> int:
     configure_logging(config.log_level, config.log_format)
     try:
         journal = Journal.open(config.journal)
+    except JournalUnusable as exc:
+        print(f"hotmatte: {exc}", file=sys.stderr)
+        return EXIT_SETUP
     except (OSError, sqlite3.Error) as exc:
         print(f"hotmatte: cannot open the journal {config.journal}: {exc}", file=sys.stderr)
         return EXIT_SETUP
     service = Service(config_path, config, journal, Notifier())
-    code = service.run()
+    try:
+        code = service.run()
+    except JournalUnusable as exc:  # met during start-up, before the loop
+        print(f"hotmatte: {exc}", file=sys.stderr)
+        sys.stdout.flush()
+        os._exit(EXIT_SETUP)
     if not service.drained:
         # Stage threads are still inside the model or an encoder. Letting the interpreter finalise
         # under them can crash at exit; their files stay `running` and are recovered at next start.

@@ -3,6 +3,10 @@
 Events cannot say it: ``created`` fires as soon as a copy starts, and over SMB or NFS nothing
 fires at all. Like Apache Camel's ``readLock=changed`` and NiFi's minimum file age (NOTES §3),
 a file is complete once its (size, mtime_ns) stopped changing for a while and it is old enough.
+
+Everything is ``lstat``-based: a symbolic link or a special file in a hot folder is tracked as
+itself (its own size and times), never as what it points to, so it is reported once and the
+decode stage can refuse it without the daemon ever having looked through it.
 """
 
 from __future__ import annotations
@@ -54,15 +58,19 @@ class StabilityTracker:
         return path in self._candidates
 
     def note(self, path: Path, st: os.stat_result | None = None) -> None:
-        """Start watching ``path`` settle; a path already tracked keeps its history."""
+        """Start watching ``path`` settle; a path already tracked keeps its history.
+
+        Anything but a folder is tracked: a link or a FIFO is reported like a file, so that it is
+        recorded (and refused) once instead of being silently skipped.
+        """
         if path in self._candidates:
             return
         if st is None:
             try:
-                st = os.stat(path)
+                st = os.lstat(path)
             except FileNotFoundError:
                 return
-        if not stat.S_ISREG(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):
             return
         self._restart(path, st, self._clock())
 
@@ -85,13 +93,16 @@ class StabilityTracker:
             if candidate.check_at > now:
                 continue
             try:
-                st = os.stat(path)
+                st = os.lstat(path)
             except FileNotFoundError:
                 del self._candidates[path]
                 continue
             except PermissionError:
                 del self._candidates[path]
                 self.unreadable.append(path)
+                continue
+            if stat.S_ISDIR(st.st_mode):  # replaced by a folder: the scan walks it
+                del self._candidates[path]
                 continue
             if (st.st_size, st.st_mtime_ns) != (candidate.size, candidate.mtime_ns):
                 self._restart(path, st, now)

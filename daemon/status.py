@@ -17,6 +17,7 @@ from typing import TextIO
 from daemon.config import Config, load_config
 from daemon.errors import ConfigError
 from daemon.journal import STATES, Journal, State
+from daemon.names import printable
 from daemon.stage_stats import load_report, report_path_for
 
 FAILURES_SHOWN = 10
@@ -49,16 +50,26 @@ def format_failures(journal: Journal, limit: int = FAILURES_SHOWN) -> list[str]:
         return ["no failures"]
     lines = [f"last {len(failures)} failure(s), newest first:"]
     for entry in failures:
-        lines.append(f"  {_when(entry.updated_at)}  {entry.folder}/{entry.path}")
-        lines.append(f"      {entry.error_class}: {entry.last_error}")
+        # Names that are not UTF-8 are shown with \xNN escapes, never as an encoding error.
+        lines.append(f"  {_when(entry.updated_at)}  {entry.folder}/{printable(entry.path)}")
+        lines.append(f"      {entry.error_class}: {printable(entry.last_error or '')}")
     return lines
+
+
+def format_space_waits(journal: Journal) -> list[str]:
+    """Folders whose files wait for disk space (a full disk never fails a file: see daemon.disk_space)."""
+    return [
+        f"{folder}: {n} file(s) waiting for disk space ({printable(reason)})"
+        for folder, (n, reason) in sorted(journal.waiting_for_space().items())
+    ]
 
 
 def render_status(config: Config, journal: Journal) -> str:
     counts = journal.counts()
     configured = [f.name for f in config.folders]
     table = format_counts(counts, configured, journal.in_review())
-    lines = [f"journal: {journal.path}", *table, "", *format_failures(journal)]
+    lines = [f"journal: {journal.path}", *table, *format_space_waits(journal)]
+    lines += ["", *format_failures(journal)]
     stages = load_report(report_path_for(journal.path))
     if stages is not None:
         lines += [
@@ -90,7 +101,7 @@ def status_document(config: Config, journal: Journal) -> dict[str, object]:
     failures = [
         {
             "folder": e.folder,
-            "path": e.path,
+            "path": printable(e.path),  # \xNN for bytes that are not UTF-8
             "error_class": e.error_class,
             "reason": e.last_error,
             "attempts": e.attempts,

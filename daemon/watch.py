@@ -14,20 +14,28 @@ thread that
 * hands a file on only once :class:`StabilityTracker` has seen its
   (size, mtime_ns) unchanged for ``stable_seconds`` and it is at least
   ``min_age_seconds`` old.
+
+Symbolic links (to files or folders), FIFOs, sockets and devices are never followed or opened
+here: scans, the polling observer and hints all look with ``lstat``, no walk descends into a
+linked folder, and a hint for a path behind a link is dropped. Each link or special file is
+handed on like a file (its own ``lstat`` is its fingerprint, so the journal records it once) and
+the decode stage refuses it (:mod:`daemon.beneath`), which records it as a failure.
+
+The folder is anchored to the filesystem it is on when first reached (:mod:`daemon.shares`): a
+share unmounted from under it leaves an empty mount point, which is not the folder. Until the
+share is back the folder is unavailable (``share_lost`` once, then ``share_back`` and a rescan).
 """
 
 from __future__ import annotations
 
 import errno
-import fnmatch
 import os
 import queue
-import re
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
-from pathlib import Path, PurePath
+from collections.abc import Callable
+from pathlib import Path
 
 import structlog
 from watchdog.events import (
@@ -43,10 +51,12 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.polling import PollingObserver
+from watchdog.observers.polling import PollingObserverVFS
 
 from daemon.config import Folder
+from daemon.filters import FolderFilter
 from daemon.mounts import ObserverKind, choose_observer, read_mounts
+from daemon.shares import ShareAnchor
 from daemon.stability import StabilityTracker
 
 log = structlog.get_logger("hotmatte.watch")
@@ -65,50 +75,6 @@ _EVENT_TYPES: list[type[FileSystemEvent]] = [
     DirCreatedEvent,
     DirMovedEvent,
 ]
-
-
-# --- which names ------------------------------------------------------------------------------------
-
-
-class GlobFilter:
-    """True when a name (or a relative path, for patterns with ``/``) matches one of the globs.
-
-    Matching ignores case: studios mix ``.JPG`` and ``.jpg``, and Windows-made litter such as
-    ``thumbs.db`` varies in case too.
-    """
-
-    def __init__(self, patterns: Iterable[str]) -> None:
-        self.patterns = tuple(patterns)
-        by_name = [fnmatch.translate(p.lower()) for p in self.patterns if "/" not in p]
-        by_path = [fnmatch.translate(p.lower()) for p in self.patterns if "/" in p]
-        self._name = re.compile("|".join(by_name)) if by_name else None
-        self._path = re.compile("|".join(by_path)) if by_path else None
-
-    def __call__(self, relative: PurePath) -> bool:
-        if self._name is not None and self._name.match(relative.name.lower()):
-            return True
-        return self._path is not None and bool(self._path.match(relative.as_posix().lower()))
-
-
-class FolderFilter:
-    """Which files of a hot folder are work: included, not excluded, and not inside an excluded folder."""
-
-    def __init__(self, include: Iterable[str], exclude: Iterable[str]) -> None:
-        self.include = GlobFilter(include)
-        self.exclude = GlobFilter(exclude)
-
-    def accepts_directory(self, relative: PurePath) -> bool:
-        return not self.exclude(relative)
-
-    def __call__(self, relative: PurePath) -> bool:
-        parents = relative.parents
-        if any(self.exclude(parents[i]) for i in range(len(parents) - 1)):
-            return False
-        return self.include(relative) and not self.exclude(relative)
-
-    @classmethod
-    def for_folder(cls, folder: Folder) -> FolderFilter:
-        return cls(folder.include, folder.all_excludes)
 
 
 # --- the per-folder thread --------------------------------------------------------------------------
@@ -161,6 +127,7 @@ class FolderWatcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"watch-{folder.name}", daemon=True)
         self._available = False
+        self._anchor = ShareAnchor(folder.input)
         self._announced_lost = False
         self._next_probe = 0.0
         self._next_reconcile = 0.0
@@ -180,6 +147,14 @@ class FolderWatcher:
         self._stop.set()
         self._thread.join(timeout)
         self._stop_observer()
+
+    def still_reachable(self) -> bool:
+        """Looks now (from any thread) whether the folder is there and on its own filesystem.
+
+        The service asks before concluding that a file vanished: a file is not gone because
+        its share was unmounted a moment ago and this watcher has not noticed yet.
+        """
+        return self._anchor.reachable()
 
     def hint(self, path: Path) -> None:
         """Ask for ``path`` to be looked at again (for example, it changed after being queued)."""
@@ -212,6 +187,7 @@ class FolderWatcher:
             self._probe()
             self._restore_share()
             return
+        self._probe()  # one stat: is the share still mounted here?
         if not self._observer_alive():
             log.warning("observer_restarted", folder=self.folder.name, kind=self.kind)
             self._probe()
@@ -226,9 +202,19 @@ class FolderWatcher:
             self._report_unreadable(self._tracker.unreadable.pop())
 
     def _probe(self) -> None:
+        """Raise ``OSError`` unless the folder is reachable and on the filesystem it was first on."""
         st = os.stat(self.folder.input)
         if not stat.S_ISDIR(st.st_mode):
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(self.folder.input))
+        moved_to = self._anchor.check(st)
+        if moved_to is not None:
+            log.warning(
+                "share_mounted",
+                folder=self.folder.name,
+                input=str(self.folder.input),
+                filesystem=f"{moved_to.source} ({moved_to.fs_type}) on {moved_to.mount_point}",
+            )
+            self._stop_observer()  # it watches the folder below the new mount: restarted, then a scan
 
     def _restore_share(self) -> None:
         self._start_observer()
@@ -275,7 +261,9 @@ class FolderWatcher:
 
     def _new_observer(self, kind: ObserverKind) -> BaseObserver:
         observer: BaseObserver = (
-            PollingObserver(timeout=self.folder.poll_interval) if kind == "polling" else Observer()
+            PollingObserverVFS(self._snapshot_stat, os.scandir, polling_interval=self.folder.poll_interval)
+            if kind == "polling"
+            else Observer()
         )
         observer.schedule(
             _HintHandler(self._hints),
@@ -286,6 +274,14 @@ class FolderWatcher:
         observer.daemon = True
         observer.start()
         return observer
+
+    def _snapshot_stat(self, path: str) -> os.stat_result:
+        """The polling observer's ``stat``: ``lstat`` below the root, so it never walks into a
+        linked folder (watchdog's default ``os.stat`` does); the root itself may be a link."""
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode) and os.path.normpath(path) == os.path.normpath(self.folder.input):
+            return os.stat(path)
+        return st
 
     def _stop_observer(self) -> None:
         observer, self._observer = self._observer, None
@@ -302,32 +298,65 @@ class FolderWatcher:
     def _drain_hints(self) -> None:
         while True:
             try:
-                raw, is_directory = self._hints.get_nowait()
+                raw, _is_directory = self._hints.get_nowait()
             except queue.Empty:
                 return
             path = Path(raw)
-            if is_directory:
-                if self.folder.recursive and path != self.folder.input:
+            if path == self.folder.input or self._behind_a_link(path):
+                continue
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            except PermissionError:
+                self._report_unreadable(path)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                relative = path.relative_to(self.folder.input)
+                if self.folder.recursive and not self._filter.excludes(relative):
                     self._scan(path)
                 continue
-            self._consider(path, None)
+            self._consider(path, st)
+
+    def _behind_a_link(self, path: Path) -> bool:
+        """``path`` is outside the folder, or a folder between it and the hot folder is not a real
+        folder (a link, or gone): such a hint is dropped, since hints are only hints and the
+        scans never walk into a link."""
+        try:
+            relative = path.relative_to(self.folder.input)
+        except ValueError:
+            return True
+        current = self.folder.input
+        for part in relative.parts[:-1]:
+            current = current / part
+            try:
+                if not stat.S_ISDIR(os.lstat(current).st_mode):
+                    return True
+            except OSError:
+                return True
+        return False
 
     def _consider(self, path: Path, st: os.stat_result | None) -> None:
+        """Track ``path`` (its ``lstat``: a link is tracked as itself) if it is work not yet settled."""
         try:
             relative = path.relative_to(self.folder.input)
         except ValueError:
             return
-        if not self._filter(relative) or path in self._tracker:
+        if path in self._tracker:
             return
         if st is None:
             try:
-                st = os.stat(path)
+                st = os.lstat(path)
             except FileNotFoundError:
                 return
             except PermissionError:
                 self._report_unreadable(path)
                 return
-        if stat.S_ISREG(st.st_mode) and not self._is_settled(self.folder, path, st):
+        if stat.S_ISDIR(st.st_mode):
+            return
+        # Links, FIFOs, sockets and devices are work too: each is recorded once as a failure.
+        wanted = self._filter.accepts_link(relative) if stat.S_ISLNK(st.st_mode) else self._filter(relative)
+        if wanted and not self._is_settled(self.folder, path, st):
             self._tracker.note(path, st)
 
     def _scan_everything(self) -> None:
@@ -338,8 +367,9 @@ class FolderWatcher:
     def _scan(self, top: Path) -> None:
         """Walk ``top`` and track every file that is work and not yet settled in the journal.
 
-        An error reading the folder's root propagates (the share is gone); a sub-folder that
-        vanished mid-walk is skipped, one that cannot be read is logged.
+        Links are never followed: a linked folder is tracked as a link, not walked. An error
+        reading the folder's root propagates (the share is gone); a sub-folder that vanished
+        mid-walk is skipped, one that cannot be read is logged.
         """
         pending = [top]
         while pending:
@@ -358,15 +388,15 @@ class FolderWatcher:
                     relative = path.relative_to(self.folder.input)
                     if self.folder.recursive and self._filter.accepts_directory(relative):
                         pending.append(path)
-                elif entry.is_file():
-                    try:
-                        st = entry.stat()
-                    except FileNotFoundError:
-                        continue
-                    except PermissionError:
-                        self._report_unreadable(path)
-                        continue
-                    self._consider(path, st)
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                except PermissionError:
+                    self._report_unreadable(path)
+                    continue
+                self._consider(path, st)
 
     def _report_unreadable(self, path: Path) -> None:
         # Not silent: the operator must fix the permissions; the next scan tries again.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.batch import walk_inputs
+from daemon.batch import Input, walk_inputs
 
 
 def test_a_folder_walk_skips_the_same_litter_as_the_daemon_whatever_its_case(tmp_path: Path) -> None:
@@ -13,7 +13,7 @@ def test_a_folder_walk_skips_the_same_litter_as_the_daemon_whatever_its_case(tmp
     for name in names:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
-    found = [path.relative_to(tmp_path).as_posix() for path, root in walk_inputs([tmp_path])]
+    found = [i.path.relative_to(tmp_path).as_posix() for i in walk_inputs([tmp_path])]
     assert found == ["a.JPG", "sub/d.png"]
     given = tmp_path / "THUMBS.DB"
-    assert list(walk_inputs([given])) == [(given, tmp_path)]  # a file named on purpose is taken
+    assert list(walk_inputs([given])) == [Input(given, tmp_path, walked=False)]  # named on purpose: taken

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
+from daemon.errors import JournalUnusable
 from daemon.journal import Fingerprint, Journal, profile_hash
 
 FP = Fingerprint(
@@ -41,13 +43,13 @@ def test_a_new_file_becomes_pending_once(journal: Journal) -> None:
     assert (entry.state, entry.attempts, entry.fingerprint) == ("pending", 0, FP)
 
 
-def test_claim_marks_running_and_counts_the_attempt(journal: Journal) -> None:
+def test_claim_marks_running_without_counting_an_attempt(journal: Journal) -> None:
     journal.offer("hot", "x.jpg", FP)
     entry = journal.claim(["hot"], now=50.0)
     assert entry is not None
-    assert (entry.state, entry.attempts, entry.started_at) == ("running", 1, 50.0)
+    assert (entry.state, entry.attempts, entry.started_at) == ("running", 0, 50.0)
     stored = journal.get("hot", "x.jpg")
-    assert stored is not None and stored.state == "running" and stored.attempts == 1
+    assert stored is not None and stored.state == "running" and stored.attempts == 0
     assert journal.claim(["hot"]) is None
 
 
@@ -109,7 +111,7 @@ def test_retry_later_waits_for_its_time_and_keeps_the_reason(journal: Journal) -
     assert journal.claim(["hot"], now=109.0) is None
     again = journal.claim(["hot"], now=110.0)
     assert again is not None
-    assert again.attempts == 2 and again.last_error == "no space" and again.error_class == "DiskFull"
+    assert again.attempts == 1 and again.last_error == "no space" and again.error_class == "DiskFull"
 
 
 def test_attempts_not_counted_when_it_was_not_the_files_fault(journal: Journal) -> None:
@@ -195,6 +197,86 @@ def test_read_only_access_cannot_change_anything(journal: Journal) -> None:
     journal.offer("hot", "x.jpg", FP)
     reader = Journal.open_read_only(journal.path)
     assert reader.counts()["hot"]["pending"] == 1
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(JournalUnusable):
         reader.offer("hot", "y.jpg", FP)
     reader.close()
+
+
+def test_a_crash_is_counted_on_the_rows_it_interrupted_and_cleared_by_a_real_outcome(
+    journal: Journal,
+) -> None:
+    for name in ("a.jpg", "b.jpg"):
+        journal.offer("hot", name, FP)
+    first = journal.claim(["hot"])
+    assert first is not None
+    assert [(e.path, e.crashes) for e in journal.reset_running()] == [("a.jpg", 1)]
+    again = journal.claim(["hot"])
+    assert again is not None and again.path == "a.jpg" and (again.crashes, again.attempts) == (1, 0)
+    assert [(e.path, e.crashes) for e in journal.reset_running()] == [("a.jpg", 2)]
+    third = journal.claim(["hot"])
+    assert third is not None
+    journal.retry_later(third.id, "OSError", "EIO", next_attempt=0.0)  # a real (transient) failure
+    stored = journal.get_by_id(third.id)
+    assert stored is not None and (stored.crashes, stored.attempts) == (0, 1)
+
+
+def test_a_journal_from_before_crash_counting_gains_the_column_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE files (
+            id INTEGER PRIMARY KEY, folder TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL, profile_hash TEXT NOT NULL, pipeline_version TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, error_class TEXT,
+            next_attempt REAL NOT NULL DEFAULT 0, started_at REAL, updated_at REAL NOT NULL,
+            output TEXT, confidence REAL, review INTEGER NOT NULL DEFAULT 0, UNIQUE (folder, path));
+        INSERT INTO files (folder, path, size, mtime_ns, profile_hash, pipeline_version, state, updated_at)
+            VALUES ('hot', 'x.jpg', 1, 2, 'p', '1', 'running', 0);
+        """
+    )
+    old.close()
+    journal = Journal.open(path)
+    try:
+        assert [(e.path, e.crashes) for e in journal.reset_running()] == [("x.jpg", 1)]
+    finally:
+        journal.close()
+
+
+def test_names_that_are_not_utf8_round_trip_and_stay_distinct(journal: Journal) -> None:
+    odd = os.fsdecode(b"caf\xe9.jpg")  # "caf\udce9.jpg", as os.scandir gives it
+    for name in (odd, "café.jpg", os.fsdecode(b"caf\xe9.png")):
+        assert journal.offer("hot", name, FP)
+    assert journal.is_settled("hot", odd, FP) and not journal.offer("hot", odd, FP)
+    entry = journal.get("hot", odd)
+    assert entry is not None and entry.path == odd
+    assert os.fsencode(entry.path) == b"caf\xe9.jpg"
+    later = journal.get("hot", os.fsdecode(b"caf\xe9.png"))
+
+    def png(path: str) -> str:
+        return str(PurePosixPath(path).with_suffix(".png"))
+
+    assert later is not None and [r.path for r in journal.same_output_rivals(later, png)] == [odd]
+    journal.offer("hot", os.fsdecode(b"sub\xff/caf\xe9.jpg"), FP)  # a folder that is not UTF-8
+    journal.offer("hot", os.fsdecode(b"sub\xff/caf\xe9.tif"), FP)
+    deeper = journal.get("hot", os.fsdecode(b"sub\xff/caf\xe9.tif"))
+    assert deeper is not None
+    assert [r.path for r in journal.same_output_rivals(deeper, png)] == [os.fsdecode(b"sub\xff/caf\xe9.jpg")]
+    claimed = journal.claim(["hot"])
+    assert claimed is not None and claimed.path == odd
+    journal.mark_failed(claimed.id, "CorruptInput", f"{odd}: truncated")
+    assert journal.recent_failures(1)[0].last_error == "caf\\xe9.jpg: truncated"
+
+
+def test_a_corrupt_page_is_found_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    journal = Journal.open(path)
+    for n in range(300):
+        journal.offer("hot", f"{n:04}.jpg", FP)
+    journal.close()
+    with open(path, "r+b") as fh:
+        fh.seek(4096)
+        fh.write(b"\xa5" * 4096)
+    with pytest.raises(JournalUnusable, match=r"damaged.*\.recover"):
+        Journal.open(path)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from daemon.config import Folder, Retry
-from daemon.errors import CorruptInput, DiskFull, ShareUnavailable
+from daemon.errors import CorruptInput, DeviceOutOfMemory, DiskFull, ShareUnavailable
 from daemon.journal import Entry, Fingerprint, Journal
 from daemon.outcomes import OutcomeRecorder, Running
 from daemon.outputs import Destination
@@ -96,7 +96,7 @@ def test_transient_errors_back_off_then_give_up(tmp_path: Path, journal: Journal
     delays = []
     for attempt in (1, 2):
         before = time.time()
-        recorder.record(running, Outcome(job, None, DiskFull("no space"), {}))
+        recorder.record(running, Outcome(job, None, DeviceOutOfMemory("out of memory"), {}))
         entry = stored(journal, running)
         assert (entry.state, entry.attempts) == ("pending", attempt)
         delays.append(round(entry.next_attempt - before))
@@ -104,10 +104,29 @@ def test_transient_errors_back_off_then_give_up(tmp_path: Path, journal: Journal
         assert claimed is not None
         running = Running(folder, claimed, time.monotonic())
     assert delays == [10, 20]
-    recorder.record(running, Outcome(job, None, DiskFull("no space"), {}))
+    recorder.record(running, Outcome(job, None, DeviceOutOfMemory("out of memory"), {}))
     entry = stored(journal, running)
-    assert entry.state == "failed" and entry.last_error == "gave up after 3 attempts: no space"
+    assert entry.state == "failed" and entry.last_error == "gave up after 3 attempts: out of memory"
     assert (tmp_path / "out-errors" / "a.jpg.error.json").exists()
+
+
+def test_a_full_disk_never_uses_up_attempts_and_makes_the_folder_wait(
+    tmp_path: Path, journal: Journal
+) -> None:
+    folder = make_folder(tmp_path)
+    recorder = OutcomeRecorder(journal, lambda: RETRY)
+    running, job = start(journal, folder)
+    for _ in range(2 * RETRY.max_attempts):
+        recorder.record(running, Outcome(job, None, DiskFull("no space"), {}))
+        entry = stored(journal, running)
+        assert (entry.state, entry.attempts, entry.error_class) == ("pending", 0, "DiskFull")
+        assert recorder.space.waiting() == [folder.name]
+        claimed = journal.claim([folder.name], now=entry.next_attempt)
+        assert claimed is not None
+        running = Running(folder, claimed, time.monotonic())
+    recorder.record(running, Outcome(job, Path("out/a.png"), None, {}))
+    assert stored(journal, running).state == "done" and recorder.space.waiting() == []
+    assert not (tmp_path / "out-errors").exists()
 
 
 def test_an_unavailable_share_does_not_use_up_attempts(tmp_path: Path, journal: Journal) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -134,3 +135,28 @@ def test_status_json_without_a_journal_writes_nothing_on_stdout_and_exits_1(tmp_
     result = run_hotmatte("status", "--json", "--config", write_config(tmp_path))
     assert result.returncode == 1
     assert result.stdout == "" and "no journal" in result.stderr
+
+
+def test_files_waiting_for_disk_space_and_names_that_are_not_utf8_are_shown(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    journal = Journal.open(tmp_path / "state" / "journal.sqlite")
+    odd = os.fsdecode(b"caf\xe9.jpg")  # as an old SMB client writes it
+    for name in ("a.jpg", "b.jpg", odd):
+        journal.offer("studio", name, FP)
+    claimed = [journal.claim(["studio"]) for _ in range(3)]
+    for entry in claimed[:2]:
+        assert entry is not None
+        journal.retry_later(entry.id, "DiskFull", "no space left writing out/x.png", 0.0, count_attempt=False)
+    journal.close()
+    result = run_hotmatte("status", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert "studio: 2 file(s) waiting for disk space (no space left writing out/x.png)" in result.stdout
+
+    journal = Journal.open(tmp_path / "state" / "journal.sqlite")
+    waiting = journal.get("studio", odd)
+    assert waiting is not None
+    journal.mark_failed(waiting.id, "CorruptInput", f"{odd} is truncated")
+    journal.close()
+    result = run_hotmatte("status", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert "studio/caf\\xe9.jpg" in result.stdout and "caf\\xe9.jpg is truncated" in result.stdout

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import stat
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +16,8 @@ import structlog
 from watchdog.events import FileCreatedEvent
 
 from daemon.config import DEFAULT_EXCLUDES, Folder
-from daemon.watch import FolderFilter, FolderWatcher, GlobFilter, _HintHandler
+from daemon.filters import FolderFilter, GlobFilter
+from daemon.watch import FolderWatcher, _HintHandler
 
 
 @pytest.mark.parametrize(
@@ -247,3 +250,159 @@ def test_an_unreachable_folder_waits_logs_once_and_the_others_go_on(
     events = [e["event"] for e in logs if e.get("folder") == "share"]
     assert events.count("share_lost") == 1
     assert events.count("share_back") == 1
+
+
+class JournalLike(Collector):
+    """Settles what it was handed, by the ``stat`` it was handed, as the service's journal does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.modes: dict[Path, int] = {}
+        self._seen: dict[Path, tuple[int, int]] = {}
+
+    def on_ready(self, folder: Folder, path: Path, st: os.stat_result) -> None:
+        super().on_ready(folder, path, st)
+        self.modes[path] = st.st_mode
+        self._seen[path] = (st.st_size, st.st_mtime_ns)
+
+    def is_settled(self, folder: Folder, path: Path, st: os.stat_result) -> bool:
+        return self._seen.get(path) == (st.st_size, st.st_mtime_ns)
+
+
+@pytest.mark.parametrize("observer", ["native", "polling"])
+def test_links_and_special_files_are_reported_as_themselves_once_and_linked_folders_never_walked(
+    tmp_path: Path, observer: str, watchers: list[FolderWatcher]
+) -> None:
+    folder = make_folder(tmp_path, observer=observer)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "old.jpg").write_bytes(b"old")
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(b"secret")
+    (folder.input / "link.jpg").symlink_to(secret)
+    os.mkfifo(folder.input / "pipe.jpg")
+    collector = JournalLike()
+    start(watchers, folder, collector, reconcile=0.5)
+    # Arriving while watched, so the observer meets them, not only the start-up scan.
+    (folder.input / "linked").symlink_to(outside)
+    (folder.input / "sub").mkdir()
+    (folder.input / "sub" / "late.jpg").symlink_to(secret)
+    time.sleep(0.8)
+    (outside / "new.jpg").write_bytes(b"new")
+    (outside / "deeper").mkdir()
+    (outside / "deeper" / "deep.jpg").write_bytes(b"deep")
+    (folder.input / "real.jpg").write_bytes(b"real")
+    expected = {
+        folder.input / name for name in ("link.jpg", "pipe.jpg", "linked", "sub/late.jpg", "real.jpg")
+    }
+    assert collector.wait_for(lambda: set(collector.paths()) == expected), collector.paths()
+    time.sleep(1.5)  # polls and reconcile scans pass over all of it again
+    assert sorted(collector.paths()) == sorted(expected), "each once, nothing behind the linked folder"
+    kinds = {path.name: stat.S_IFMT(mode) for path, mode in collector.modes.items()}
+    assert kinds == {
+        "link.jpg": stat.S_IFLNK,
+        "linked": stat.S_IFLNK,
+        "late.jpg": stat.S_IFLNK,
+        "pipe.jpg": stat.S_IFIFO,
+        "real.jpg": stat.S_IFREG,
+    }
+
+
+def _mount(*args: str | Path) -> None:
+    subprocess.run(["mount", *map(str, args)], check=True, capture_output=True)
+
+
+def _unmount(path: Path) -> None:
+    # Lazy, as a network share drops out: open descriptors keep the old mount, new opens see the
+    # bare mount point.
+    subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root (CI runs as root)")
+
+
+@needs_root
+def test_an_unmounted_share_is_unavailable_until_it_is_back_and_its_empty_mount_point_is_never_read(
+    tmp_path: Path, watchers: list[FolderWatcher]
+) -> None:
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    (nas / "a.jpg").write_bytes(b"a")
+    folder = make_folder(tmp_path, observer="polling")
+    _mount("--bind", nas, folder.input)
+    try:
+        collector = JournalLike()
+        with structlog.testing.capture_logs() as logs:
+            watcher = start(watchers, folder, collector)
+            assert collector.wait_for(lambda: collector.paths() == [folder.input / "a.jpg"])
+            _unmount(folder.input)
+            assert collector.wait_for(lambda: not watcher.available)
+            assert not watcher.still_reachable()
+            (folder.input / "stray.jpg").write_bytes(b"on the bare mount point")
+            time.sleep(2.5)  # several probes while it is gone: still only one share_lost
+            assert not watcher.available and watcher.healthy()
+            _mount("--bind", nas, folder.input)
+            assert collector.wait_for(lambda: watcher.available, timeout=10)
+            (nas / "b.jpg").write_bytes(b"b")
+            assert collector.wait_for(lambda: folder.input / "b.jpg" in collector.paths())
+        assert collector.paths() == [folder.input / "a.jpg", folder.input / "b.jpg"]
+        events = [e for e in logs if e.get("folder") == "hot"]
+        assert [e["event"] for e in events].count("share_lost") == 1
+        assert [e["event"] for e in events].count("share_back") == 1
+        lost = next(e for e in events if e["event"] == "share_lost")
+        assert "unmounted" in lost["error"], lost
+    finally:
+        _unmount(folder.input)
+
+
+@needs_root
+def test_a_share_remounted_with_a_new_device_number_is_the_same_share(
+    tmp_path: Path, watchers: list[FolderWatcher]
+) -> None:
+    # autofs and systemd automounts remount a network share on use: same source, new st_dev.
+    folder = make_folder(tmp_path, observer="polling")
+    _mount("-t", "tmpfs", "-o", "size=1m", "hotmatte-test-share", folder.input)
+    try:
+        collector = JournalLike()
+        watcher = start(watchers, folder, collector)
+        device = folder.input.stat().st_dev
+        held = os.open(folder.input, os.O_RDONLY)  # keeps the old device number taken meanwhile
+        try:
+            subprocess.run(
+                f"umount -l {folder.input} && mount -t tmpfs -o size=1m hotmatte-test-share {folder.input}",
+                shell=True,
+                check=True,
+            )
+        finally:
+            os.close(held)
+        assert folder.input.stat().st_dev != device
+        assert watcher.still_reachable()
+        (folder.input / "after.jpg").write_bytes(b"x")
+        assert collector.wait_for(lambda: collector.paths() == [folder.input / "after.jpg"], timeout=10)
+        assert watcher.available
+    finally:
+        _unmount(folder.input)
+
+
+@needs_root
+def test_a_share_mounted_after_the_daemon_reached_its_empty_mount_point_is_taken(
+    tmp_path: Path, watchers: list[FolderWatcher]
+) -> None:
+    # Started before the share was mounted (boot order): the share that arrives is the folder.
+    folder = make_folder(tmp_path, observer="native")
+    (folder.input / "underneath.jpg").write_bytes(b"u")
+    collector = JournalLike()
+    watcher = start(watchers, folder, collector)
+    assert collector.wait_for(lambda: collector.paths() == [folder.input / "underneath.jpg"])
+    with structlog.testing.capture_logs() as logs:
+        _mount("-t", "tmpfs", "-o", "size=1m", "hotmatte-test-late-share", folder.input)
+        try:
+            (folder.input / "on-share.jpg").write_bytes(b"s")
+            assert collector.wait_for(lambda: folder.input / "on-share.jpg" in collector.paths())
+            assert watcher.available and watcher.still_reachable()
+            (folder.input / "live.jpg").write_bytes(b"l")
+            assert collector.wait_for(lambda: folder.input / "live.jpg" in collector.paths())
+        finally:
+            _unmount(folder.input)
+    assert [e["event"] for e in logs].count("share_mounted") == 1
+    assert [e["event"] for e in logs].count("share_lost") == 0

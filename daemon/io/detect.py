@@ -20,14 +20,16 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
 )
 
 
-def sniff_format(path: Path) -> str:
+def sniff_format(path: Path, *, name: str | None = None) -> str:
+    """The format of ``path`` from its first bytes; ``name`` is how messages call the file."""
+    shown = name or path.name
     try:
         with open(path, "rb") as fh:
             head = fh.read(16)
     except IsADirectoryError:
-        raise UnsupportedInput(f"{path.name}: is a directory") from None
+        raise UnsupportedInput(f"{shown}: is a directory") from None
     if not head:
-        raise CorruptInput(f"{path.name}: empty file (0 bytes)")
+        raise CorruptInput(f"{shown}: empty file (0 bytes)")
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
     if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS:
@@ -35,24 +37,34 @@ def sniff_format(path: Path) -> str:
     for signature, fmt in _SIGNATURES:
         if head.startswith(signature):
             return fmt
-    raise UnsupportedInput(f"{path.name}: unsupported: not a JPEG, PNG, WebP, TIFF, PSD/PSB or HEIC file")
+    raise UnsupportedInput(f"{shown}: unsupported: not a JPEG, PNG, WebP, TIFF, PSD/PSB or HEIC file")
 
 
-def open_image(path: Path, *, max_megapixels: float, psd_layer_budget_megapixels: float = 4.0) -> ImageReader:
-    """Open ``path`` with the reader for its real format; header checks run before any decode."""
-    fmt = sniff_format(path)
+def open_image(
+    path: Path, *, max_megapixels: float, psd_layer_budget_megapixels: float = 4.0, name: str | None = None
+) -> ImageReader:
+    """Open ``path`` with the reader for its real format; header checks run before any decode.
+
+    ``path`` may be :func:`daemon.beneath.fd_path` of a descriptor the caller opened (and keeps
+    open until the reader is closed), so the file is the one checked, not whatever its name
+    leads to later; ``name`` (the file's name in its hot folder) is then what messages show.
+    """
+    fmt = sniff_format(path, name=name)
     if fmt == "tiff":
         from daemon.io.tiff import open_tiff
 
-        return open_tiff(path, max_megapixels=max_megapixels)
+        return open_tiff(path, max_megapixels=max_megapixels, name=name)
     if fmt == "psd":
         from daemon.io.psd import open_psd
 
         return open_psd(
-            path, max_megapixels=max_megapixels, layer_budget_megapixels=psd_layer_budget_megapixels
+            path,
+            max_megapixels=max_megapixels,
+            layer_budget_megapixels=psd_layer_budget_megapixels,
+            name=name,
         )
     if fmt == "heif":
         from daemon.io.heif import open_heif
 
-        return open_heif(path, max_megapixels=max_megapixels)
-    return RasterReader(path, max_megapixels=max_megapixels)
+        return open_heif(path, max_megapixels=max_megapixels, name=name)
+    return RasterReader(path, max_megapixels=max_megapixels, name=name)

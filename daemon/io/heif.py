@@ -52,14 +52,14 @@ _MAX_BYTES_PER_PIXEL = 8
 _TAG_X_RESOLUTION, _TAG_Y_RESOLUTION, _TAG_RESOLUTION_UNIT = 0x011A, 0x011B, 0x0128
 
 
-def open_heif(path: Path, *, max_megapixels: float) -> HeifReader:
+def open_heif(path: Path, *, max_megapixels: float, name: str | None = None) -> HeifReader:
     """Open a HEIF/HEIC still image.
 
     Raises :class:`~daemon.errors.TooLarge` from the header alone,
     :class:`~daemon.errors.UnsupportedInput` for AVIF, sequences and codecs libheif cannot
     decode here, :class:`~daemon.errors.CorruptInput` for damaged or truncated files.
     """
-    return HeifReader(path, max_megapixels=max_megapixels)
+    return HeifReader(path, max_megapixels=max_megapixels, name=name)
 
 
 def translate(name: str, exc: Exception) -> InputError:
@@ -80,10 +80,11 @@ _LIBRARY_ERRORS = (ValueError, EOFError, SyntaxError, RuntimeError, OSError)
 class HeifReader:
     """One open HEIF/HEIC file; implements :class:`daemon.io._types.ImageReader`."""
 
-    def __init__(self, path: Path, *, max_megapixels: float) -> None:
+    def __init__(self, path: Path, *, max_megapixels: float, name: str | None = None) -> None:
+        """``name``: how messages call the file (``path`` may be a descriptor's ``/proc`` path)."""
         self.path = path
-        name = path.name
-        data = _read_still_heif(path, max_megapixels=max_megapixels)
+        self.name = name = name or path.name
+        data = _read_still_heif(path, max_megapixels=max_megapixels, name=name)
         try:
             heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=False)
             if len(heif) == 0:
@@ -133,17 +134,17 @@ class HeifReader:
 
     def _decode(self) -> np.ndarray:
         if self._image is None:
-            raise ValueError(f"{self.path.name}: the reader is closed")
+            raise ValueError(f"{self.name}: the reader is closed")
         try:
             stored = np.asarray(self._image)
         except _LIBRARY_ERRORS as exc:
-            raise translate(self.path.name, exc) from None
+            raise translate(self.name, exc) from None
         self._image = None
         if stored.ndim == 2:
             stored = stored[:, :, np.newaxis]
         if stored.shape[:2] != (self.info.height, self.info.width):
             raise CorruptInput(
-                f"{self.path.name}: damaged HEIF file: decoded {stored.shape[1]}×{stored.shape[0]}, "
+                f"{self.name}: damaged HEIF file: decoded {stored.shape[1]}×{stored.shape[0]}, "
                 f"header says {self.info.width}×{self.info.height}"
             )
         if stored.dtype == np.uint16 and self._stored_bits < 16:
@@ -168,9 +169,8 @@ class HeifReader:
         self._pixels = None
 
 
-def _read_still_heif(path: Path, *, max_megapixels: float) -> bytes:
+def _read_still_heif(path: Path, *, max_megapixels: float, name: str) -> bytes:
     """The whole file (pillow-heif parses bytes), once its brand says it is a still image we decode."""
-    name = path.name
     with open(path, "rb") as fh:
         brand = fh.read(12)[8:]
         if brand in AVIF_BRANDS:

@@ -89,9 +89,18 @@ def load_state_dict(location: WeightsLocation) -> dict[str, torch.Tensor]:
     """Verify the file against its manifest and load it; :class:`WeightsError` says how to fix any problem."""
     manifest = read_manifest(location)
     path = location.weights_file
+    if path.is_dir():
+        raise WeightsError(f"weights file {path} is a directory, not a file; {_fix_hint(location)}")
     if not path.is_file():
         raise WeightsError(f"weights file {path} is missing; {_fix_hint(location)}")
-    if sha256_of(path) != manifest.get("sha256"):
+    try:
+        digest = sha256_of(path)
+    except OSError as exc:  # unreadable for the service user (mode, owner), or an I/O error
+        raise WeightsError(
+            f"weights file {path} cannot be read ({exc.strerror or exc}); give the service user read"
+            f" access, or {_fix_hint(location)}"
+        ) from None
+    if digest != manifest.get("sha256"):
         raise WeightsError(f"weights file {path} is corrupt (sha256 mismatch); {_fix_hint(location)}")
     try:
         return load_file(path)

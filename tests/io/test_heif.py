@@ -225,8 +225,9 @@ def test_a_header_declaring_a_huge_image_is_refused_before_any_decode(tmp_path: 
     bomb = with_declared_size(template, tmp_path / "bomb.heic", 30_000, 30_000)  # 900 MP, a 3 KB file
     result = probe(bomb, max_megapixels=250)
     assert result["outcome"] == "TooLarge: bomb.heic: 30000×30000 is 900 MP, over max_megapixels (250)"
-    # Decoding 900 MP would take 2.7 GB and seconds; the header alone takes neither.
-    assert isinstance(result["seconds"], float) and result["seconds"] < 0.5, result
+    # Decoding 900 MP would take 2.7 GB and many seconds; the header alone takes neither. The
+    # memory bound is the real check; the time bound is loose so a loaded CI machine cannot trip it.
+    assert isinstance(result["seconds"], float) and result["seconds"] < 10, result
     assert isinstance(result["peak_mb"], float) and result["peak_mb"] < 400, result
 
 
