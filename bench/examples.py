@@ -3,7 +3,7 @@
     .venv/bin/python bench/examples.py        (needs the bench extra: pymatting)
 
 Every picture is ``input | output`` from the real model at 1024 and the real finishing
-code (:func:`daemon.cutout.cut_out`, what ``hotmatte process`` runs). Transparent outputs
+code (:func:`daemon.finish.cutout.cut_out`, what ``hotmatte process`` runs). Transparent outputs
 are shown on a light checkerboard. The halo picture puts the astronaut, matted offline
 (:mod:`_scenes`), on a dark starfield and compares ``raw`` and ``portrait`` on white,
 zoomed into the hair, where old-background spill shows. The detail picture cuts a 24 MP
@@ -24,10 +24,10 @@ from _scenes import background, closed_form_truth, large_scene
 from PIL import Image
 from quality import model_alpha
 
-from daemon.cutout import cut_out
+from daemon.finish.cutout import cut_out
+from daemon.finish.outputs import Destination
 from daemon.io.detect import open_image
 from daemon.matting.engine import MattingEngine, load_engine
-from daemon.outputs import Destination
 from daemon.profiles import BUILTIN_PROFILES, Profile
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "examples"

@@ -11,7 +11,7 @@ This script re-runs itself there with ``--worker``, which needs only cv2 4.x and
 
 Detectors, all with the smallest face = max(24, short side // 12) of the image they scan:
 
-- ``lbp-votes@640``: :func:`daemon.faces.find_face`'s detection (scikit-image's LBP
+- ``lbp-votes@640``: :func:`daemon.finish.faces.find_face`'s detection (scikit-image's LBP
   cascade on a grey copy of at most 640 px, scale_factor 1.2, step_ratio 1, windows left
   unmerged for pick_face to vote on), run through the daemon's own ``detect_windows``;
   ``lbp-skimage@640`` / ``@1024``: the same cascade with scikit-image's own merge (what
@@ -35,7 +35,7 @@ Test set, every image 1024 px on its long side (the working size):
   only cartoon faces: a bunny, a smiley).
 
 Per detector: positives with any detection, with the largest detection's centre inside the
-true box, with :func:`daemon.faces.pick_face`'s choice inside it (what id_photo crops on),
+true box, with :func:`daemon.finish.faces.pick_face`'s choice inside it (what id_photo crops on),
 negatives with any detection, median ms per image (one thread; opencv also with its default
 threads). Results: ``bench/results/faces.json``, Markdown tables on stdout.
 """
@@ -141,14 +141,14 @@ def run_worker(manifest_path: Path, out_path: Path) -> None:
 
 
 def lbp_detect(rgb: np.ndarray, side: int, vote: bool = False) -> Boxes:
-    """The LBP cascade as :mod:`daemon.faces` runs it, at ``side``: every box it finds.
+    """The LBP cascade as :mod:`daemon.finish.faces` runs it, at ``side``: every box it finds.
 
     Without ``vote``, scikit-image's own merge (one mean box per group of 4 windows: what the
     daemon did before this measurement, when pick_face's vote came down to "the largest box
     wins"). With ``vote``, the raw windows and pick_face's vote with MIN_VOTES: what
-    :func:`daemon.faces.find_face` does now.
+    :func:`daemon.finish.faces.find_face` does now.
     """
-    from daemon.faces import MIN_VOTES, detect_windows, pick_face
+    from daemon.finish.faces import MIN_VOTES, detect_windows, pick_face
 
     faces = detect_windows(rgb, side, merge=not vote)
     if vote:
@@ -158,7 +158,7 @@ def lbp_detect(rgb: np.ndarray, side: int, vote: bool = False) -> Boxes:
 
 
 def picked(boxes: Boxes) -> list[float] | None:
-    from daemon.faces import Face, pick_face
+    from daemon.finish.faces import Face, pick_face
 
     face = pick_face([Face(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes])
     return None if face is None else [face.x, face.y, face.x + face.width, face.y + face.height]

@@ -190,7 +190,7 @@ def run(workdir: Path) -> dict[str, Any]:
 
 def measure_profile(workdir: Path, profile: str, source: Path) -> dict[str, Any]:
     """One ``hotmatte process --profile`` run on ``source``, with its stage report and output check."""
-    from daemon.pipeline import STAGE_REPORT_ENV
+    from daemon.pipeline.stages import STAGE_REPORT_ENV
 
     out = workdir / f"out-{profile}-{source.stem}"
     report = workdir / f"stages-{profile}-{source.stem}.json"

@@ -6,7 +6,7 @@
 Scenes (:mod:`_scenes`): N synthetic subjects with exact α and foreground, and three real
 photos matted offline by closed-form matting, each placed on two other real backgrounds.
 The real model (1024²) cuts each scene out once; every profile then finishes that same
-α through :func:`daemon.cutout.cut_out`, exactly as ``hotmatte process`` would.
+α through :func:`daemon.finish.cutout.cut_out`, exactly as ``hotmatte process`` would.
 
 Metrics, on α in [0, 1] (``α̂`` the profile's, ``α*`` the truth; ``C`` its colours, ``F*``
 the true foreground), over the **edge band**: pixels within 2 px of where α* changes (the
@@ -55,11 +55,11 @@ from _scenes import LARGE_BACKDROPS, REAL_PHOTOS, Scene, large_scene, real_scene
 from PIL import Image
 from scipy import ndimage  # type: ignore[import-untyped]
 
-from daemon.cutout import CutoutResult, cut_out, mask_path_for
+from daemon.finish.cutout import CutoutResult, cut_out, mask_path_for
+from daemon.finish.outputs import Destination
 from daemon.io.detect import open_image
 from daemon.matting.engine import MattingEngine, load_engine, prepare
-from daemon.outputs import Destination
-from daemon.pipeline import proxy_side
+from daemon.pipeline.stages import proxy_side
 from daemon.profiles import BUILTIN_PROFILES, Profile
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -79,9 +79,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _process(args: argparse.Namespace) -> int:
-    from daemon.batch import plan_jobs, run_batch
-    from daemon.naming import check_template
-    from daemon.pipeline import build_pipeline
+    from daemon.finish.naming import check_template
+    from daemon.pipeline.batch import plan_jobs, run_batch
+    from daemon.pipeline.stages import build_pipeline
     from daemon.profiles import get_profile
 
     config = load_config(args.config)
@@ -121,13 +121,13 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from daemon.service import run_daemon
+    from daemon.service.loop import run_daemon
 
     return run_daemon(args.config)
 
 
 def _status(args: argparse.Namespace) -> int:
-    from daemon.status import show_status
+    from daemon.service.status import show_status
 
     return show_status(args.config, as_json=args.json)
 

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from daemon.errors import ConfigError
+from daemon.finish.naming import check_template
 from daemon.io.writers import OutputFormat
-from daemon.naming import check_template
 from daemon.profiles import (
     BUILTIN_PROFILES,
     Profile,
@@ -98,10 +98,10 @@ class Folder(_Model):
     on_success: Literal["keep", "move"] = "keep"
     done_dir: Path | None = None
     error_dir: Path | None = None
-    #: Results whose confidence (0–1, see daemon/confidence.py) is below this go to review_dir.
+    #: Results whose confidence (0–1, see daemon/finish/confidence.py) is below this go to review_dir.
     review_below: Annotated[float, Field(ge=0, le=1)] | None = None
     review_dir: Path | None = None
-    #: The output's file name, like "{stem}.{ext}" (daemon/naming.py); null: the profile's.
+    #: The output's file name, like "{stem}.{ext}" (daemon/finish/naming.py); null: the profile's.
     output_name: str | None = None
 
     @field_validator("output_name")
@@ -153,11 +153,11 @@ class Config(_Model):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: auto: coloured console lines on a terminal, JSON lines under systemd and in pipes (daemon/logs.py).
     log_format: Literal["auto", "json", "console"] = "auto"
-    #: Done and failed rows whose source is gone are forgotten after this many days (daemon/journal.py).
+    #: Done and failed rows whose source is gone are forgotten after this many days (daemon/journal/store.py).
     journal_keep_days: Annotated[float, Field(gt=0)] = 30.0
     reconcile_seconds: Annotated[float, Field(gt=0)] = 60.0
     drain_timeout_seconds: Annotated[float, Field(ge=0)] = 120.0
-    #: No watchdog ping once work could go but nothing moved for this long (see daemon.service).
+    #: No watchdog ping once work could go but nothing moved for this long (see daemon.service.loop).
     stall_seconds: Annotated[float, Field(gt=0)] = 900.0
     workers: Workers = Workers()
     retry: Retry = Retry()

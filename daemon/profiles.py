@@ -20,8 +20,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from daemon.errors import ConfigError
+from daemon.finish.naming import DEFAULT_OUTPUT_NAME, check_template
 from daemon.io.writers import MAX_SIDE, OutputFormat
-from daemon.naming import DEFAULT_OUTPUT_NAME, check_template
 
 REFERENCE_SIDE = 2048
 HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -80,7 +80,7 @@ class Profile(_Knobs):
     canvas: str = "none"
     shadow: Shadow | None = None
     id_size: Literal["35x45mm", "2x2in"] = "35x45mm"
-    #: The output's file name (daemon/naming.py); a folder's own output_name overrides it.
+    #: The output's file name (daemon/finish/naming.py); a folder's own output_name overrides it.
     output_name: str = DEFAULT_OUTPUT_NAME
 
     @field_validator("output_name")

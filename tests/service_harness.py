@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from PIL import Image
 
-from daemon.outputs import TEMP_MARKER
+from daemon.finish.outputs import TEMP_MARKER
 from tests.conftest import HOTMATTE, REPO, SMALL_MODEL_SIZE
 
 Event = dict[str, Any]

@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 
 from daemon.config import parse_config
-from daemon.cutout import cut_out, mask_path_for
 from daemon.errors import ConfigError
+from daemon.finish.cutout import cut_out, mask_path_for
+from daemon.finish.outputs import Destination
 from daemon.io.detect import open_image
 from daemon.matting.engine import load_engine, prepare
-from daemon.outputs import Destination
-from daemon.pipeline import STAGE_REPORT_ENV
+from daemon.pipeline.stages import STAGE_REPORT_ENV
 from daemon.profiles import BUILTIN_PROFILES, build_profile
 from tests.conftest import SMALL_MODEL_SIZE, farthest_island, photo, run_hotmatte, save_jpeg
 from tests.service_harness import Daemon, folder_settings, write_config
@@ -53,7 +53,7 @@ def test_id_photo_has_the_exact_size_with_the_face_centred(tmp_path: Path) -> No
         assert image.size == (413, 531)
         assert tuple(round(v) for v in image.info["dpi"]) == (300, 300)
         rgb = np.asarray(image.convert("RGB"))
-    from daemon.faces import find_face
+    from daemon.finish.faces import find_face
 
     cx, cy = find_face(rgb).centre
     assert abs(cx - 413 / 2) < 0.08 * 413 and abs(cy - 531 / 2) < 0.08 * 531

