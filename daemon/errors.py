@@ -44,6 +44,11 @@ TransientError        Retried with exponential backoff; the file stays pending.
 Permissions: outputs, error copies and error records are created with mode 0666
 (folders 0777) less the service's umask; an original's mode is never copied.
 
+Library exceptions are translated where they arise: every reader turns any failure of
+damaged bytes into ``CorruptInput``, ``TooLarge`` or ``UnsupportedInput`` at its boundary
+(``daemon/io/_damage.py``), while an ``OSError`` the operating system reports (EIO, ESTALE
+from a share) stays an ``OSError`` and is retried like a transient error.
+
 Anything else that escapes a stage is a bug: the file is marked failed with the
 exception class in its error record (so it is never silently lost) and the
 daemon keeps running.
