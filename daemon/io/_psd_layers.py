@@ -28,16 +28,14 @@ from typing import BinaryIO
 import numpy as np
 
 from daemon.errors import CorruptInput, InputError, UnsupportedInput
-from daemon.io._colour import to_uint8
 from daemon.io._psd_colour import colour_to_rgb, output_dtype, output_icc
 from daemon.io._psd_composite import BandCompositor
 from daemon.io._psd_layout import PsdLayout, read_layout
 from daemon.io._psd_records import CHANNEL_TRANSPARENCY, Group, Layer, read_layer_tree
-from daemon.io._resample import area_resize
+from daemon.io._resample import PROXY_BAND_ROWS, banded_proxy
 from daemon.io._types import ColourSpace, ImageInfo
 
 COLOUR_SPACES: dict[int, ColourSpace] = {1: "gray", 3: "rgb", 4: "cmyk"}
-PROXY_BAND_ROWS = 512
 #: Pixels composited at once by the band compositor (a band of rows of the canvas).
 BAND_PIXELS = 2_000_000
 DEFAULT_BUDGET_MEGAPIXELS = 4.0
@@ -128,26 +126,14 @@ class LayeredPsdReader:
 
     def proxy(self, max_side: int) -> np.ndarray:
         """Matted on white like Photoshop's own merged image, which is what the model should see."""
-        if max_side < 1:
-            raise ValueError(f"max_side must be positive, got {max_side}")
         layout = self._layout
-        longest = max(layout.width, layout.height)
-        factor = max(1, longest // max_side)
-        band_rows = max(factor, (PROXY_BAND_ROWS // factor) * factor)
-        small_width = max(1, layout.width // factor)
-        pieces = []
-        for y0 in range(0, layout.height, band_rows):
-            y1 = min(y0 + band_rows, layout.height)
+
+        def matted_rows(y0: int, y1: int) -> np.ndarray:
             colour, alpha = self._composite(y0, y1)
             matted = colour * alpha[..., None] + (1.0 - alpha[..., None])
-            rgb_band = colour_to_rgb(self._quantise(matted), layout)
-            pieces.append(area_resize(rgb_band, small_width, max(1, round((y1 - y0) / factor))))
-        rgb = to_uint8(np.concatenate(pieces, axis=0))
-        scale = min(1.0, max_side / longest)
-        target = (max(1, round(layout.width * scale)), max(1, round(layout.height * scale)))
-        if (rgb.shape[1], rgb.shape[0]) != target:
-            rgb = area_resize(rgb, *target)
-        return rgb
+            return colour_to_rgb(self._quantise(matted), layout)
+
+        return banded_proxy(layout.width, layout.height, max_side, matted_rows)
 
     def close(self) -> None:
         self._whole = None

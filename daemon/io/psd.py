@@ -27,7 +27,6 @@ from types import TracebackType
 import numpy as np
 
 from daemon.errors import UnsupportedInput
-from daemon.io._colour import to_uint8
 from daemon.io._damage import damaged_bytes_are_input_errors
 from daemon.io._psd_colour import (
     colour_to_rgb,
@@ -39,11 +38,10 @@ from daemon.io._psd_colour import (
 from daemon.io._psd_layers import DEFAULT_BUDGET_MEGAPIXELS, LayeredPsdReader, open_layered_psd
 from daemon.io._psd_layout import PsdLayout, read_layout
 from daemon.io._psd_planes import PlaneRows
-from daemon.io._resample import area_resize
+from daemon.io._resample import PROXY_BAND_ROWS, banded_proxy
 from daemon.io._types import ColourSpace, ImageInfo
 
 COLOUR_SPACES: dict[int, ColourSpace] = {1: "gray", 3: "rgb", 4: "cmyk"}
-PROXY_BAND_ROWS = 512
 
 
 def open_psd(
@@ -124,32 +122,22 @@ class PsdReader:
     def proxy(self, max_side: int) -> np.ndarray:
         """Band by band: convert, shrink each band by an integer factor with area
         averaging, then resize once to fit."""
-        if max_side < 1:
+        if max_side < 1:  # a caller's mistake, not a damaged file: checked outside the boundary
             raise ValueError(f"max_side must be positive, got {max_side}")
         with damaged_bytes_are_input_errors(self.name, "PSD"):
             return self._proxy(max_side)
 
     def _proxy(self, max_side: int) -> np.ndarray:
         layout = self._layout
-        longest = max(layout.width, layout.height)
-        factor = max(1, longest // max_side)
-        band_rows = max(factor, (PROXY_BAND_ROWS // factor) * factor)
-        small_width = max(1, layout.width // factor)
-        pieces = []
-        for y0 in range(0, layout.height, band_rows):
-            y1 = min(y0 + band_rows, layout.height)
-            # The stored colour of a transparent document is matted on white, which
-            # is what the model should see: no alpha and no unmatting here. Colour
-            # is converted before shrinking: CMYK to RGB is not linear.
-            rgb_band = colour_to_rgb(self._colour_channels(y0, y1), layout)
-            small_height = max(1, round((y1 - y0) / factor))
-            pieces.append(area_resize(rgb_band, small_width, small_height))
-        rgb = to_uint8(np.concatenate(pieces, axis=0))
-        scale = min(1.0, max_side / longest)
-        target = (max(1, round(layout.width * scale)), max(1, round(layout.height * scale)))
-        if (rgb.shape[1], rgb.shape[0]) != target:
-            rgb = area_resize(rgb, *target)
-        return rgb
+        # The stored colour of a transparent document is matted on white, which is what the
+        # model should see: no alpha and no unmatting here. Colour is converted before
+        # shrinking: CMYK to RGB is not linear.
+        return banded_proxy(
+            layout.width,
+            layout.height,
+            max_side,
+            lambda y0, y1: colour_to_rgb(self._colour_channels(y0, y1), layout),
+        )
 
     def close(self) -> None:
         self._fp.close()
