@@ -12,7 +12,6 @@ per pass.
 
 from __future__ import annotations
 
-import os
 import zlib
 from typing import BinaryIO
 
@@ -20,7 +19,7 @@ import imagecodecs
 import numpy as np
 
 from daemon.errors import CorruptInput, UnsupportedInput
-from daemon.io._psd_planes import STORED_DTYPES
+from daemon.io._psd_planes import STORED_DTYPES, read_exactly
 from daemon.io._psd_records import Channel
 
 RAW, RLE, ZIP, ZIP_PREDICTED = 0, 1, 2, 3
@@ -106,11 +105,7 @@ class ChannelRows:
         return _undo_prediction(data, self._width, y1 - y0, self._depth)
 
     def _read_at(self, offset: int, size: int) -> bytes:
-        self._fp.seek(offset, os.SEEK_SET)
-        data = self._fp.read(size)
-        if len(data) != size:
-            raise CorruptInput(f"truncated PSD: {size} bytes expected at offset {offset}, got {len(data)}")
-        return data
+        return read_exactly(self._fp, offset, size)
 
 
 class _Inflater:

@@ -91,11 +91,16 @@ class PlaneRows:
         return offsets
 
     def _read_at(self, offset: int, size: int) -> bytes:
-        self._fp.seek(offset, os.SEEK_SET)
-        data = self._fp.read(size)
-        if len(data) != size:
-            raise CorruptInput(f"truncated PSD: {size} bytes expected at offset {offset}, got {len(data)}")
-        return data
+        return read_exactly(self._fp, offset, size)
+
+
+def read_exactly(fp: BinaryIO, offset: int, size: int) -> bytes:
+    """``size`` bytes of the PSD at ``offset``; fewer (a cut-short file) is :class:`CorruptInput`."""
+    fp.seek(offset, os.SEEK_SET)
+    data = fp.read(size)
+    if len(data) != size:
+        raise CorruptInput(f"truncated PSD: {size} bytes expected at offset {offset}, got {len(data)}")
+    return data
 
 
 def _require_within(end: int, file_size: int, what: str) -> None:
