@@ -1,6 +1,6 @@
 """Output file names from a small template: ``output_name: "{stem}"`` (the default) or ``"{stem}.{ext}"``.
 
-One template serves the daemon (:func:`daemon.service.loop.destination_for`), ``hotmatte process``
+One template serves the daemon (:func:`daemon.service.folder_files.destination_for`), ``hotmatte process``
 (:func:`daemon.pipeline.batch.plan_jobs`) and the collision check, so the three always agree on which
 sources write the same output. Placeholders:
 

@@ -31,7 +31,6 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
@@ -40,19 +39,18 @@ import structlog
 
 from daemon.config import Config, Folder, load_config
 from daemon.errors import ConfigError, JournalUnusable, OutputCollision, ShareUnavailable
-from daemon.finish.naming import DEFAULT_OUTPUT_NAME, output_relative
-from daemon.finish.outputs import Destination, remove_stale_temporaries
 from daemon.finish.roots import folder_roots_available, keep_state_beside, remember_roots
 from daemon.journal.faults import DiskFullWait
-from daemon.journal.store import Entry, Fingerprint, Journal, profile_hash
+from daemon.journal.store import Entry, Journal
 from daemon.journal.upkeep import JournalUpkeep
 from daemon.logs import configure_logging
 from daemon.pipeline.stage_stats import report_path_for, save_report
-from daemon.pipeline.stages import PIPELINE_VERSION, Job, Outcome, Pipeline, build_pipeline
-from daemon.profiles import get_profile
+from daemon.pipeline.stages import Job, Outcome, Pipeline, build_pipeline
+from daemon.service.folder_files import destination_for, fingerprint, output_key, relative_key
 from daemon.service.liveness import Liveness
 from daemon.service.notify import Notifier
 from daemon.service.outcomes import QUARANTINE_AFTER_CRASHES, OutcomeRecorder, Running
+from daemon.service.startup import recover_interrupted, remove_stale_temporaries_below
 from daemon.watch.watcher import FolderWatcher
 
 log = structlog.get_logger("hotmatte")
@@ -88,45 +86,6 @@ class _Ready:
     path: Path
     size: int
     mtime_ns: int
-
-
-def output_format(folder: Folder, config: Config) -> str:
-    """The folder's ``output_format``, else its profile's (config validation guarantees it exists)."""
-    return folder.output_format or get_profile(folder.profile, config.profiles).output_format
-
-
-def output_template(folder: Folder, config: Config) -> str:
-    """The folder's ``output_name``, else its profile's (daemon/finish/naming.py)."""
-    return folder.output_name or get_profile(folder.profile, config.profiles).output_name
-
-
-def fingerprint(config: Config, folder: Folder, size: int, mtime_ns: int) -> Fingerprint:
-    # Every knob of the profile: changing any of them must redo the folder's files. The output
-    # name too: a changed template is a changed output, written again under its new name.
-    settings = get_profile(folder.profile, config.profiles).model_dump_json(exclude={"output_name"})
-    digest = profile_hash(settings, output_format(folder, config), config.model_size)
-    template = output_template(folder, config)
-    if template != DEFAULT_OUTPUT_NAME:  # folded in only when set, so existing journals stay valid
-        digest = profile_hash(digest, template)
-    return Fingerprint(size, mtime_ns, digest, PIPELINE_VERSION)
-
-
-def relative_key(folder: Folder, path: Path) -> str:
-    return path.relative_to(folder.input).as_posix()
-
-
-def destination_for(folder: Folder, relative: str, config: Config, root: Path | None = None) -> Destination:
-    """Where ``relative``'s result goes below ``root`` (the folder's output unless given)."""
-    name = output_relative(
-        output_template(folder, config), relative, folder.profile, output_format(folder, config)
-    )
-    return Destination(root or folder.output, name)
-
-
-def output_key(folder: Folder, config: Config) -> Callable[[str], str]:
-    """``relative source path → relative output path``: two sources with the same key collide."""
-    template, fmt = output_template(folder, config), output_format(folder, config)
-    return lambda relative: output_relative(template, relative, folder.profile, fmt).as_posix()
 
 
 class Service:
@@ -174,8 +133,8 @@ class Service:
         keep_state_beside(self._journal.path)
         for folder in self._config.folders:
             remember_roots(folder)  # before anything is written or cleaned there (daemon.finish.roots)
-        self._recover_interrupted()
-        self._remove_stale_temporaries()
+        recover_interrupted(self._config, self._journal)
+        remove_stale_temporaries_below(self._config)
         self.pipeline.start()
         for folder in self._config.folders:
             self._start_watcher(folder)
@@ -263,41 +222,6 @@ class Service:
         return 0
 
     # --- start-up -----------------------------------------------------------------------------------
-
-    def _recover_interrupted(self) -> None:
-        """Rows a crash left running go back to pending, unless their output was written meanwhile."""
-        folders = {f.name: f for f in self._config.folders}
-        for entry in self._journal.reset_running():
-            folder = folders.get(entry.folder)
-            if folder is None or entry.started_at is None:
-                continue
-            for root, review in ((folder.output, False), (folder.resolved_review_dir, True)):
-                destination = destination_for(folder, entry.path, self._config, root)
-                try:
-                    written_after_claim = destination.path.stat().st_mtime >= entry.started_at
-                except OSError:
-                    continue
-                if written_after_claim:
-                    # Published (atomically) after this attempt began, but the crash came before the
-                    # journal heard of it: it is complete, so do not process the file twice.
-                    self._journal.mark_done(entry.id, str(destination), review=review)
-                    log.info("recovered", folder=folder.name, path=entry.path, output=str(destination))
-                    break
-
-    def _remove_stale_temporaries(self) -> None:
-        roots = {
-            r
-            for f in self._config.folders
-            for r in (f.output, f.resolved_error_dir, f.resolved_done_dir, f.resolved_review_dir)
-        }
-        for root in sorted(roots):
-            try:
-                removed = remove_stale_temporaries(root)
-            except OSError as exc:
-                log.warning("stale_cleanup_failed", root=str(root), error=str(exc))
-                continue
-            if removed:
-                log.info("stale_temporaries_removed", root=str(root), count=len(removed))
 
     # --- watchers -----------------------------------------------------------------------------------
 

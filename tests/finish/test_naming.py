@@ -14,7 +14,7 @@ from daemon.errors import ConfigError
 from daemon.finish.naming import check_template, output_relative
 from daemon.finish.roots import MARKER_NAME
 from daemon.journal.store import Fingerprint, Journal
-from daemon.service.loop import destination_for, fingerprint
+from daemon.service.folder_files import destination_for, fingerprint
 from tests.conftest import SMALL_MODEL_SIZE, photo, run_hotmatte, save_jpeg
 from tests.flat_psd import write_flat_psd
 from tests.service_harness import Daemon, folder_settings, write_config

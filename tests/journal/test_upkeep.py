@@ -11,7 +11,7 @@ import pytest
 from daemon.config import Folder, load_config
 from daemon.journal.store import Fingerprint, Journal
 from daemon.journal.upkeep import DAY_SECONDS, JournalUpkeep, prune_journal
-from daemon.service.loop import fingerprint
+from daemon.service.folder_files import fingerprint
 from tests.service_harness import Daemon, folder_settings, write_config
 
 FP = Fingerprint(1, 1, "p", "1")

@@ -1,0 +1,50 @@
+"""What ``hotmatte run`` does before it takes new work: settle what a crash left behind."""
+
+from __future__ import annotations
+
+import structlog
+
+from daemon.config import Config
+from daemon.finish.outputs import remove_stale_temporaries
+from daemon.journal.store import Journal
+from daemon.service.folder_files import destination_for
+
+log = structlog.get_logger("hotmatte")
+
+
+def recover_interrupted(config: Config, journal: Journal) -> None:
+    """Rows a crash left running go back to pending, unless their output was written meanwhile."""
+    folders = {f.name: f for f in config.folders}
+    for entry in journal.reset_running():
+        folder = folders.get(entry.folder)
+        if folder is None or entry.started_at is None:
+            continue
+        for root, review in ((folder.output, False), (folder.resolved_review_dir, True)):
+            destination = destination_for(folder, entry.path, config, root)
+            try:
+                written_after_claim = destination.path.stat().st_mtime >= entry.started_at
+            except OSError:
+                continue
+            if written_after_claim:
+                # Published (atomically) after this attempt began, but the crash came before the
+                # journal heard of it: it is complete, so do not process the file twice.
+                journal.mark_done(entry.id, str(destination), review=review)
+                log.info("recovered", folder=folder.name, path=entry.path, output=str(destination))
+                break
+
+
+def remove_stale_temporaries_below(config: Config) -> None:
+    """Remove the temporaries a crash left below every output, error, done and review root."""
+    roots = {
+        r
+        for f in config.folders
+        for r in (f.output, f.resolved_error_dir, f.resolved_done_dir, f.resolved_review_dir)
+    }
+    for root in sorted(roots):
+        try:
+            removed = remove_stale_temporaries(root)
+        except OSError as exc:
+            log.warning("stale_cleanup_failed", root=str(root), error=str(exc))
+            continue
+        if removed:
+            log.info("stale_temporaries_removed", root=str(root), count=len(removed))
