@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import structlog
 
 from daemon.config import Config
@@ -22,9 +25,11 @@ def recover_interrupted(config: Config, journal: Journal) -> None:
         for root, review in ((folder.output, False), (folder.resolved_review_dir, True)):
             destination = destination_for(folder, entry.path, config, root)
             try:
-                written_after_claim = destination.path.stat().st_mtime >= entry.started_at
+                # lstat: a link a studio user planted at the result's name is no result.
+                st = os.lstat(destination.path)
             except OSError:
                 continue
+            written_after_claim = stat.S_ISREG(st.st_mode) and st.st_mtime >= entry.started_at
             if written_after_claim:
                 # Published (atomically) after this attempt began, but the crash came before the
                 # journal heard of it: it is complete, so do not process the file twice.
