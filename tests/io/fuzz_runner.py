@@ -130,6 +130,18 @@ def _exercise(path: Path) -> None:
         reader.close()
 
 
+def peak_rss_kb() -> int:
+    """This process's own peak RSS (``VmHWM``), in KiB.
+
+    Not ``getrusage(RUSAGE_SELF).ru_maxrss``: Linux carries that over ``exec`` from the forked
+    parent, so a worker started by a pytest that has grown to 760 MB reports 760 MB itself.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def _serve(address_space: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
     from daemon.errors import HotmatteError
@@ -144,7 +156,7 @@ def _serve(address_space: int) -> None:
             outcome = f"{kind.__module__}.{kind.__qualname__}"
             project = isinstance(exc, HotmatteError)
             message = str(exc)[:300]
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = peak_rss_kb()
         answer = {"outcome": outcome, "project_error": project, "message": message, "max_rss_kb": peak}
         print(json.dumps(answer), flush=True)
 

@@ -191,10 +191,11 @@ def with_declared_size(template: Path, target: Path, width: int, height: int) ->
 
 
 PROBE = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 from daemon.errors import InputError
 from daemon.io.detect import open_image
+from tests.io.fuzz_runner import peak_rss_kb
 started = time.perf_counter()
 try:
     open_image(Path(sys.argv[1]), max_megapixels=float(sys.argv[2])).read()
@@ -202,7 +203,7 @@ try:
 except InputError as exc:
     outcome = f"{type(exc).__name__}: {exc}"
 print(json.dumps({"outcome": outcome, "seconds": time.perf_counter() - started,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_mb": peak_rss_kb() / 1024}))
 """
 
 
