@@ -123,19 +123,24 @@ def open_regular_file(root: Path, relative: str | PurePosixPath) -> int:
         raise IsADirectoryError(errno.EISDIR, "is the root folder", str(root))
     parent = open_directory(root, parts[:-1])
     try:
-        # Look before opening: a socket cannot be opened at all (ENXIO) and opening a device can
-        # act on it. The fstat below still decides, so a swap after this look changes nothing.
-        _refuse_special(os.stat(parts[-1], dir_fd=parent, follow_symlinks=False), "/".join(parts))
-        try:
-            fd = os.open(parts[-1], _READ_FLAGS, dir_fd=parent)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                _refuse_link(parent, parts[-1], "/".join(parts))
-            raise
+        return open_regular_file_in(parent, parts[-1], "/".join(parts))
     finally:
         os.close(parent)
+
+
+def open_regular_file_in(dir_fd: int, name: str, shown: str) -> int:
+    """:func:`open_regular_file` for ``name`` in a folder already opened (``dir_fd``)."""
+    # Look before opening: a socket cannot be opened at all (ENXIO) and opening a device can
+    # act on it. The fstat below still decides, so a swap after this look changes nothing.
+    _refuse_special(os.stat(name, dir_fd=dir_fd, follow_symlinks=False), shown)
     try:
-        check_regular(fd, "/".join(parts))
+        fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            _refuse_link(dir_fd, name, shown)
+        raise
+    try:
+        check_regular(fd, shown)
     except BaseException:
         os.close(fd)
         raise
@@ -188,6 +193,7 @@ __all__ = [
     "fd_path",
     "open_directory",
     "open_regular_file",
+    "open_regular_file_in",
     "open_root",
     "opened_regular_file",
     "parts_of",

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from daemon.beneath import check_regular, open_directory, open_regular_file, parts_of
+from daemon.beneath import open_directory, open_regular_file, open_regular_file_in, parts_of
 from daemon.config import Folder
 from daemon.errors import HotmatteError, NotARegularFile, OutputNameTooLong, SymlinkNotFollowed
 from daemon.finish.outputs import (
@@ -183,9 +183,12 @@ def _free_name(dir_fd: int, name: str) -> str:
         candidate = f"{path.stem} ({n}){path.suffix}"
 
 
-def move_to_done(folder: Folder, source: Path) -> Path:
+def move_to_done(folder: Folder, source: Path, processed: tuple[int, int] | None = None) -> Path | None:
     """Move a processed original into ``done_dir`` (mirrored) and return where it went.
 
+    ``processed`` is the (size, mtime_ns) of the version that was processed: if the file at the
+    name is another version now (re-exported meanwhile), it is left for the watcher and ``None``
+    is returned, so a version nobody processed is never moved away.
     An earlier original of the same name is never overwritten: the newcomer gets a numbered name.
     Both folders are opened without following links. Across filesystems the copy is completed
     and fsynced before the original is removed.
@@ -196,6 +199,10 @@ def move_to_done(folder: Folder, source: Path) -> Path:
     try:
         source_dir = open_directory(folder.input, parts[:-1])
         try:
+            if processed is not None:
+                st = os.stat(parts[-1], dir_fd=source_dir, follow_symlinks=False)
+                if (st.st_size, st.st_mtime_ns) != processed:
+                    return None
             name = _free_name(target_dir, parts[-1])
             try:
                 os.rename(parts[-1], name, src_dir_fd=source_dir, dst_dir_fd=target_dir)
@@ -213,9 +220,8 @@ def move_to_done(folder: Folder, source: Path) -> Path:
 
 
 def _copy_then_remove(folder: Folder, done_relative: PurePosixPath, source_dir: int, name: str) -> None:
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=source_dir)
+    fd = open_regular_file_in(source_dir, name, readable(name))
     try:
-        check_regular(fd, readable(name))
         write_atomically(Destination(folder.resolved_done_dir, done_relative), _copy_from(fd))
     finally:
         os.close(fd)

@@ -88,6 +88,21 @@ class OutcomeRecorder:
     ) -> None:
         output = str(outcome.output) if outcome.output else None
         self.space.release(folder.name)  # a result was written: there is space again
+        if folder.on_success == "move" and not superseded:
+            fp = entry.fingerprint
+            try:
+                moved = move_to_done(folder, outcome.job.source, (fp.size, fp.mtime_ns))
+            except (OSError, HotmatteError) as exc:  # a link below done_dir, its share gone, disk full
+                # The original stayed in the hot folder. Were the row marked done, the folder (which
+                # redoes done files seen again) would process it again at every scan; as a failure
+                # it waits for space or the share, or ends failed with its record, like any file.
+                log.warning("move_failed", folder=folder.name, path=entry.path, error=str(exc))
+                self._failed(folder, entry, exc)
+                return
+            if moved is None:
+                log.info("move_skipped", folder=folder.name, path=entry.path, reason="changed since")
+            else:
+                log.info("moved", folder=folder.name, path=entry.path, to=str(moved))
         if not superseded:
             self._journal.mark_done(entry.id, output, outcome.confidence, outcome.review)
         timings = {stage: round(seconds, 4) for stage, seconds in outcome.timings.items()}
@@ -101,13 +116,6 @@ class OutcomeRecorder:
             timings=timings,
             seconds=round(time.monotonic() - started, 3),
         )
-        if folder.on_success == "move" and not superseded:
-            try:
-                moved = move_to_done(folder, outcome.job.source)
-            except (OSError, HotmatteError) as exc:  # a link below done_dir, its share gone, disk full
-                log.warning("move_failed", folder=folder.name, path=entry.path, error=str(exc))
-            else:
-                log.info("moved", folder=folder.name, path=entry.path, to=str(moved))
 
     def _wait_for_space(self, folder: Folder, entry: Entry, error_class: str, reason: str) -> None:
         self.space.probe_seconds = min(self._retry().backoff_seconds, MAX_PROBE_SECONDS)

@@ -96,6 +96,17 @@ def test_move_to_done_mirrors_and_never_overwrites(tmp_path: Path) -> None:
     assert again.read_bytes() == b"second" and moved.read_bytes() == b"first"
 
 
+def test_move_to_done_leaves_a_version_that_changed_since_it_was_processed(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path, on_success="move")
+    source = folder.input / "p.jpg"
+    source.write_bytes(b"processed")
+    st = source.stat()
+    source.write_bytes(b"re-exported meanwhile")
+    assert move_to_done(folder, source, (st.st_size, st.st_mtime_ns)) is None
+    assert source.read_bytes() == b"re-exported meanwhile"
+    assert not (tmp_path / "hot-done" / "p.jpg").exists()
+
+
 @pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs a second filesystem (tmpfs at /dev/shm)")
 def test_move_to_done_across_filesystems(tmp_path: Path) -> None:
     shm = Path("/dev/shm") / f"hotmatte-test-{os.getpid()}"

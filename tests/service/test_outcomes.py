@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +37,9 @@ def make_folder(tmp_path: Path, **overrides: object) -> Folder:
 def start(journal: Journal, folder: Folder, name: str = "a.jpg") -> tuple[Running, Job]:
     source = folder.input / name
     if not source.exists():
+        source.parent.mkdir(parents=True, exist_ok=True)
         source.write_bytes(b"abc")
+        os.utime(source, ns=(FP.mtime_ns, FP.mtime_ns))  # the version FP describes
     journal.offer(folder.name, name, FP)
     entry = journal.claim([folder.name])
     assert entry is not None
@@ -68,6 +71,24 @@ def test_success_moves_the_original_when_asked(tmp_path: Path, journal: Journal)
     OutcomeRecorder(journal, lambda: RETRY).record(running, Outcome(job, job.destination.path, None, {}))
     assert not job.source.exists()
     assert (tmp_path / "hot-done" / "a.jpg").read_bytes() == b"abc"
+
+
+def test_an_original_that_cannot_be_moved_fails_with_its_record_instead_of_being_redone(
+    tmp_path: Path, journal: Journal
+) -> None:
+    # A done row in a move folder is redone whenever its file is seen again: an original left
+    # behind by a failed move would be processed at every scan, so the move's error is the file's.
+    folder = make_folder(tmp_path, on_success="move")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "hot-done").mkdir()
+    (tmp_path / "hot-done" / "shoot").symlink_to(elsewhere)
+    running, job = start(journal, folder, "shoot/a.jpg")
+    OutcomeRecorder(journal, lambda: RETRY).record(running, Outcome(job, job.destination.path, None, {}))
+    entry = stored(journal, running)
+    assert (entry.state, entry.error_class) == ("failed", "SymlinkNotFollowed")
+    assert job.source.exists() and not any(elsewhere.iterdir())
+    assert (tmp_path / "out-errors" / "shoot" / "a.jpg.error.json").exists()
 
 
 def test_a_permanent_error_fails_at_once_with_an_error_record(tmp_path: Path, journal: Journal) -> None:
