@@ -18,6 +18,7 @@ into the same stream so nothing ends up in a second format.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -71,6 +72,10 @@ def configure_logging(level: str = "info", log_format: LogFormat = "auto") -> No
     """Send events at ``level`` and above to stdout in ``log_format``; safe to call again on reload."""
     threshold = LEVELS[level]
     stream = sys.stdout
+    if isinstance(stream, io.TextIOWrapper):
+        # A name that is not UTF-8 (caf\xe9.jpg) reaches the log as a surrogate escape; a UTF-8
+        # locale's strict stdout would raise on it in whatever thread logs it. Spell it out instead.
+        stream.reconfigure(errors="backslashreplace")
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -112,3 +112,25 @@ def test_in_a_pipe_the_daemon_prints_json_and_console_when_asked(tmp_path: Path)
         assert len(lines) == len(daemon.events), "a JSON line among the console lines"
         assert any(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[info\s*\] start\b", line) for line in lines)
         assert not any(ANSI.search(line) for line in lines), "colour codes written into a pipe"
+
+
+def test_a_name_that_is_not_utf8_never_breaks_console_logging(tmp_path: Path) -> None:
+    # A UTF-8 locale gives stdout strict errors; a surrogate-escaped name (caf\xe9.jpg from an old
+    # SMB client) written raw by the console renderer raised UnicodeEncodeError in the main loop.
+    config = config_for(tmp_path, log_format="console")
+    image = tmp_path / "photo.jpg"
+    from tests.conftest import photo, save_jpeg
+
+    save_jpeg(image, photo("astronaut")[:96, :128])
+    with Daemon(config, env={"PYTHONIOENCODING": "utf-8:strict"}) as daemon:
+        os.rename(image, os.fsencode(tmp_path / "hot") + b"/caf\xe9.jpg")
+        daemon.wait_until(
+            lambda: any(
+                # the byte spelled out (as its surrogate escape), never dropped or a crash
+                "done" in e.get("line", "") and "caf\\udce9" in e.get("line", "")
+                for e in daemon.events
+            ),
+            120,
+            "the file done, its name spelled out",
+        )
+        assert daemon.terminate() == 0
