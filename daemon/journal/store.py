@@ -431,7 +431,7 @@ class Journal:
 
     def finished_before(self, cutoff: float, after_id: int = 0, limit: int = 500) -> list[Entry]:
         """Done and failed rows last changed before ``cutoff``, by id from ``after_id`` (in pages)."""
-        with self._lock:
+        with self._lock, self._guarded():
             rows = self._db.execute(
                 "SELECT * FROM files WHERE id > ? AND state IN ('done', 'failed') AND updated_at < ?"
                 " ORDER BY id LIMIT ?",
@@ -452,7 +452,7 @@ class Journal:
 
     def vacuum(self) -> None:
         """Give the space of deleted rows back to the filesystem (rewrites the file: not per file)."""
-        with self._lock:
+        with self._lock, self._guarded():
             self._db.execute("VACUUM")
 
     # --- reports --------------------------------------------------------------------------------

@@ -7,8 +7,10 @@ import stat
 
 import structlog
 
+from daemon.beneath import open_directory, parts_of
 from daemon.config import Config
-from daemon.finish.outputs import remove_stale_temporaries
+from daemon.errors import SymlinkNotFollowed
+from daemon.finish.outputs import Destination, remove_stale_temporaries
 from daemon.journal.store import Journal
 from daemon.service.folder_files import destination_for
 
@@ -24,12 +26,8 @@ def recover_interrupted(config: Config, journal: Journal) -> None:
             continue
         for root, review in ((folder.output, False), (folder.resolved_review_dir, True)):
             destination = destination_for(folder, entry.path, config, root)
-            try:
-                # lstat: a link a studio user planted at the result's name is no result.
-                st = os.lstat(destination.path)
-            except OSError:
-                continue
-            written_after_claim = stat.S_ISREG(st.st_mode) and st.st_mtime >= entry.started_at
+            st = _result_stat(destination)
+            written_after_claim = st is not None and st.st_mtime >= entry.started_at
             if written_after_claim:
                 # Published (atomically) after this attempt began, but the crash came before the
                 # journal heard of it: it is complete, so do not process the file twice.
@@ -53,3 +51,20 @@ def remove_stale_temporaries_below(config: Config) -> None:
             continue
         if removed:
             log.info("stale_temporaries_removed", root=str(root), count=len(removed))
+
+
+def _result_stat(destination: Destination) -> os.stat_result | None:
+    """The result file's stat, or None: a link a studio user planted at its name or in a folder
+    above it (below the trusted root) is no result."""
+    parts = parts_of(destination.relative)
+    try:
+        folder = open_directory(destination.root, parts[:-1])
+    except (OSError, SymlinkNotFollowed):
+        return None
+    try:
+        st = os.stat(parts[-1], dir_fd=folder, follow_symlinks=False)
+    except OSError:
+        return None
+    finally:
+        os.close(folder)
+    return st if stat.S_ISREG(st.st_mode) else None

@@ -44,3 +44,20 @@ def test_a_link_planted_at_the_output_name_does_not_pass_for_a_result(tmp_path: 
     recover_interrupted(config, journal)
     entry = journal.get_by_id(entry_id)
     assert entry is not None and entry.state == "pending"
+
+
+def test_a_linked_folder_above_the_result_does_not_pass_for_its_folder(tmp_path: Path) -> None:
+    (tmp_path / "hot" / "shoot").mkdir(parents=True)
+    (tmp_path / "hot" / "shoot" / "a.jpg").write_bytes(b"photo")
+    config = parse_config("folders: [{name: hot, input: hot, output: out}]", tmp_path)
+    journal = Journal.open(tmp_path / "journal.sqlite")
+    journal.offer("hot", "shoot/a.jpg", fingerprint(config, config.folders[0], 5, 1))
+    entry = journal.claim(["hot"], now=time.time() - 60)
+    assert entry is not None
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "a.png").write_bytes(b"not a result")
+    (tmp_path / "out").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "out" / "shoot")
+    recover_interrupted(config, journal)
+    recovered = journal.get_by_id(entry.id)
+    assert recovered is not None and recovered.state == "pending"
