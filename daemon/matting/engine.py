@@ -83,9 +83,10 @@ class MattingEngine:
         try:
             with self._lock, self._autocast():
                 alpha = self.model(self._to_input(images))
+            # Inside the try: the float copy on the device can run out of memory too.
+            result = alpha.float().clamp_(0.0, 1.0).squeeze(1).cpu().numpy()
         except torch.OutOfMemoryError as exc:
             raise DeviceOutOfMemory(f"out of memory on {self.device} for a batch of {len(images)}") from exc
-        result = alpha.float().clamp_(0.0, 1.0).squeeze(1).cpu().numpy()
         return list(result)
 
     def predict_crops(self, crops: Sequence[np.ndarray]) -> list[np.ndarray]:

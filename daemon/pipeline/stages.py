@@ -240,12 +240,14 @@ class Pipeline:
         confidence: float | None = None,
         review: bool = False,
     ) -> None:
-        if work.reader is not None:
-            work.reader.close()
-        if work.source_fd is not None:
-            os.close(work.source_fd)
-            work.source_fd = None
         try:
+            # Closing cannot fail a finished job, nor keep it from its one outcome.
+            with contextlib.suppress(OSError):
+                if work.reader is not None:
+                    work.reader.close()
+                if work.source_fd is not None:
+                    os.close(work.source_fd)
+            work.source_fd = None
             self.on_outcome(Outcome(work.job, output, error, dict(work.timings), confidence, review))
         finally:
             self._finished_one()
