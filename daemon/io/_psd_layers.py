@@ -28,6 +28,7 @@ from typing import BinaryIO
 import numpy as np
 
 from daemon.errors import CorruptInput, InputError, UnsupportedInput
+from daemon.io._damage import damaged_bytes_are_input_errors, is_filesystem_error
 from daemon.io._psd_colour import colour_to_rgb, output_dtype, output_icc
 from daemon.io._psd_composite import BandCompositor
 from daemon.io._psd_layout import PsdLayout, read_layout
@@ -42,7 +43,7 @@ DEFAULT_BUDGET_MEGAPIXELS = 4.0
 
 
 def open_layered_psd(
-    path: Path, *, max_megapixels: float, budget_megapixels: float
+    path: Path, *, max_megapixels: float, budget_megapixels: float, name: str | None = None
 ) -> LayeredPsdReader | None:
     """A reader compositing the layers when the file has no merged image, else ``None``."""
     fp = open(path, "rb")  # noqa: SIM115 - held open by the reader until close()
@@ -51,7 +52,7 @@ def open_layered_psd(
         if layout.has_real_merged_data:
             fp.close()
             return None
-        return LayeredPsdReader(fp, layout, budget_megapixels=budget_megapixels)
+        return LayeredPsdReader(fp, layout, budget_megapixels=budget_megapixels, name=name or path.name)
     except BaseException:
         fp.close()
         raise
@@ -60,7 +61,11 @@ def open_layered_psd(
 class LayeredPsdReader:
     """Implements :class:`daemon.io._types.ImageReader` for a file without a merged image."""
 
-    def __init__(self, fp: BinaryIO, layout: PsdLayout, *, budget_megapixels: float) -> None:
+    def __init__(
+        self, fp: BinaryIO, layout: PsdLayout, *, budget_megapixels: float, name: str = "PSD file"
+    ) -> None:
+        #: For messages: the file's name (its descriptor path says nothing to an operator).
+        self.name = name
         if layout.has_spot_channels:
             raise UnsupportedInput(
                 "unsupported: spot colour channels (compositing the layers leaves the spot inks out)"
@@ -115,6 +120,12 @@ class LayeredPsdReader:
     def bands(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
         if rows < 1:
             raise ValueError(f"band height must be positive, got {rows}")
+        # The same boundary as every reader: damaged bytes become CorruptInput, the share's own
+        # read errors stay OSErrors (daemon/io/_damage.py).
+        with damaged_bytes_are_input_errors(self.name, "PSD"):
+            yield from self._composited_bands(rows)
+
+    def _composited_bands(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
         for y0 in range(0, self._layout.height, rows):
             y1 = min(y0 + rows, self._layout.height)
             colour, alpha = self._composite(y0, y1)
@@ -133,7 +144,10 @@ class LayeredPsdReader:
             matted = colour * alpha[..., None] + (1.0 - alpha[..., None])
             return colour_to_rgb(self._quantise(matted), layout)
 
-        return banded_proxy(layout.width, layout.height, max_side, matted_rows)
+        if max_side < 1:  # a caller's mistake, not a damaged file: checked outside the boundary
+            raise ValueError(f"max_side must be positive, got {max_side}")
+        with damaged_bytes_are_input_errors(self.name, "PSD"):
+            return banded_proxy(layout.width, layout.height, max_side, matted_rows)
 
     def close(self) -> None:
         self._whole = None
@@ -179,6 +193,8 @@ def _psd_tools_composite(fp: BinaryIO, layout: PsdLayout) -> tuple[np.ndarray, n
     except InputError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, OSError, EOFError) as error:
+        if is_filesystem_error(error):
+            raise  # the disk or share failed, not the file: transient
         raise CorruptInput(f"the layers cannot be composited: {error}") from error
     colour = np.asarray(colour, np.float32)[..., : layout.colour_channels]
     alpha = np.asarray(alpha, np.float32)[..., 0]

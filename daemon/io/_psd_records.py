@@ -25,6 +25,7 @@ from psd_tools.constants import BlendMode, SectionDivider, Tag
 from psd_tools.psd.layer_and_mask import LayerRecord, MaskData
 
 from daemon.errors import CorruptInput, UnsupportedInput
+from daemon.io._damage import is_filesystem_error
 from daemon.io._psd_fill import solid_fill_colour
 from daemon.io._psd_layout import MAX_SIDE, PSB_LONG_LENGTH_KEYS, PsdLayout
 
@@ -306,6 +307,8 @@ def _read_records(fp: BinaryIO, layout: PsdLayout) -> tuple[list[LayerRecord], l
     try:
         records = [LayerRecord.read(fp, "macroman", layout.version) for _ in range(count)]
     except (ValueError, struct.error, EOFError, OSError, KeyError, IndexError, TypeError) as error:
+        if is_filesystem_error(error):
+            raise  # the disk or share failed, not the file: transient
         raise CorruptInput(f"damaged layer records: {error}") from error
     offset = fp.tell()
     offsets: list[dict[int, Channel]] = []

@@ -61,7 +61,7 @@ def open_psd(
     """
     with damaged_bytes_are_input_errors(name or path.name, "PSD"):
         layered = open_layered_psd(
-            path, max_megapixels=max_megapixels, budget_megapixels=layer_budget_megapixels
+            path, max_megapixels=max_megapixels, budget_megapixels=layer_budget_megapixels, name=name
         )
     if layered is not None:
         return layered

@@ -302,6 +302,7 @@ COMPOSITE_UNDER_CAP = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 from pathlib import Path
+from daemon.errors import TooLarge
 from daemon.io.psd import open_psd
 budget = float(sys.argv[2])
 try:
@@ -309,8 +310,8 @@ try:
         reader.proxy(1024)
         rows = sum(band.shape[0] for _, band in reader.bands(512))
     print(reader.composited_by, rows)
-except MemoryError:
-    print("MemoryError")
+except TooLarge:  # the reader's boundary: running out of memory is that file's error
+    print("TooLarge")
 """
 
 
@@ -351,7 +352,7 @@ def test_a_12_mp_file_is_composited_band_by_band_in_1_gb_of_address_space(tmp_pa
 
     assert composite(budget=4) == "bands 3000"
     # The cap is real: psd-tools, asked to do the same file at once, runs out of it.
-    assert composite(budget=100) == "MemoryError"
+    assert composite(budget=100) == "TooLarge"
 
 
 def test_the_budget_must_be_positive() -> None:
