@@ -70,7 +70,9 @@ class ChannelRows:
             offsets = self._rle_offsets()
             start, end = int(offsets[y0]), int(offsets[y1])
             try:
-                decoded = imagecodecs.packbits_decode(self._read_at(start, end - start))
+                # out=: damaged runs can claim 64x their bytes; the decoder stops at what the rows hold.
+                expected = (y1 - y0) * self._row_bytes
+                decoded = imagecodecs.packbits_decode(self._read_at(start, end - start), out=expected)
             except RuntimeError as error:  # imagecodecs.ImcdError, which is made lazily
                 raise CorruptInput(
                     f"damaged RLE data in layer channel {self._channel.id}: {error}"

@@ -63,7 +63,8 @@ class PlaneRows:
             start = int(self._row_offsets[first])
             packed = self._read_at(start, int(self._row_offsets[last]) - start)
             try:
-                raw = imagecodecs.packbits_decode(packed)
+                # out=: damaged runs can claim 64x their bytes; the decoder stops at what the rows hold.
+                raw = imagecodecs.packbits_decode(packed, out=(last - first) * self._row_bytes)
             except imagecodecs.PackbitsError as error:
                 raise CorruptInput(
                     f"damaged RLE data in channel {channel}, rows {y0}-{y1} ({error})"
