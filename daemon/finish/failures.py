@@ -33,7 +33,6 @@ from daemon.finish.outputs import (
     NAME_MAX,
     Destination,
     open_parent,
-    readable,
     write_atomically,
     write_text_atomically,
 )
@@ -150,8 +149,8 @@ def record_failure(
         reason = f"{reason} ({note})"
     record = FailureRecord(
         folder=folder.name,
-        source=readable(relative.as_posix()),
-        reason=readable(reason),
+        source=relative.as_posix(),
+        reason=reason,
         error_class=error_class,
         timestamp=(now or datetime.now(UTC)).isoformat(timespec="seconds"),
         attempts=attempts,
@@ -220,7 +219,7 @@ def move_to_done(folder: Folder, source: Path, processed: tuple[int, int] | None
 
 
 def _copy_then_remove(folder: Folder, done_relative: PurePosixPath, source_dir: int, name: str) -> None:
-    fd = open_regular_file_in(source_dir, name, readable(name))
+    fd = open_regular_file_in(source_dir, name, printable(name))
     try:
         write_atomically(Destination(folder.resolved_done_dir, done_relative), _copy_from(fd))
     finally:

@@ -39,17 +39,13 @@ from pathlib import Path, PurePosixPath
 from daemon.beneath import fd_path, open_directory, open_root, parts_of
 from daemon.errors import DiskFull, OutputNameTooLong, ShareUnavailable, SymlinkNotFollowed, TransientError
 from daemon.finish.roots import REGISTRY, check_root
+from daemon.journal.names import printable
 
 TEMP_MARKER = ".hotmatte-tmp-"
 EXTENSIONS = {"png": ".png", "tiff": ".tif", "jpeg": ".jpg", "webp": ".webp"}
 #: The longest file name (in bytes) of Linux's filesystems and of SMB/NFS shares.
 NAME_MAX = 255
 _TEMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def readable(text: str | os.PathLike[str]) -> str:
-    """``text`` as printable UTF-8: a name's undecodable bytes (``caf\\xe9.jpg``) spelled out."""
-    return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True)
@@ -92,7 +88,7 @@ def check_name_fits(name: str, what: str = "result") -> None:
     """Raise :class:`OutputNameTooLong` unless ``name`` can exist on a filesystem."""
     size = len(os.fsencode(name))
     if size > NAME_MAX:
-        shown = readable(name)
+        shown = printable(name)
         raise OutputNameTooLong(
             f"the {what}'s name would be {size} bytes long ({shown[:40]}…{shown[-16:]}), "
             f"more than the {NAME_MAX} a file system allows; give the original a shorter name"
@@ -101,7 +97,7 @@ def check_name_fits(name: str, what: str = "result") -> None:
 
 def _as_transient(exc: OSError, destination: Destination) -> OSError | TransientError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DiskFull(f"no space left writing {readable(destination.path)}")
+        return DiskFull(f"no space left writing {printable(destination.path)}")
     return exc
 
 
@@ -121,7 +117,7 @@ def open_parent(destination: Destination) -> int:
         return open_directory(destination.root, parts[:-1], create=True)
     except SymlinkNotFollowed as exc:
         raise SymlinkNotFollowed(
-            f"{readable(destination.root.name)}/{exc}; nothing was written through it"
+            f"{printable(destination.root.name)}/{exc}; nothing was written through it"
         ) from exc
     except FileNotFoundError as exc:
         if not destination.root.is_dir():  # the root went away between the check and the open
@@ -214,7 +210,6 @@ __all__ = [
     "Destination",
     "check_name_fits",
     "mirrored_path",
-    "readable",
     "remove_stale_temporaries",
     "write_atomically",
     "write_text_atomically",

@@ -32,6 +32,6 @@ def from_column(value: str | bytes) -> str:
     return value if isinstance(value, str) else os.fsdecode(value)
 
 
-def printable(path: str) -> str:
+def printable(path: str | os.PathLike[str]) -> str:
     """``path`` for people: undecodable bytes as ``\\xNN``, everything else unchanged."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")

@@ -14,11 +14,11 @@ from daemon.finish.outputs import (
     TEMP_MARKER,
     Destination,
     mirrored_path,
-    readable,
     remove_stale_temporaries,
     write_atomically,
 )
 from daemon.finish.roots import MARKER_NAME, REGISTRY, RootRegistry
+from daemon.journal.names import printable
 
 
 def test_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path: Path) -> None:
@@ -88,7 +88,7 @@ def test_undecodable_names_are_written_and_shown_readably(tmp_path: Path) -> Non
     name = os.fsdecode(b"caf\xe9.png")
     written = write_atomically(Destination(tmp_path, PurePosixPath(name)), lambda tmp: tmp.write_bytes(b"ok"))
     assert os.listdir(os.fsencode(tmp_path)) == [b"caf\xe9.png"] and written.read_bytes() == b"ok"
-    assert readable(name) == "caf\\xe9.png"
+    assert printable(name) == "caf\\xe9.png"
 
 
 @pytest.mark.parametrize("umask", [0o002, 0o027])
