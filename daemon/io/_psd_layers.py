@@ -33,7 +33,7 @@ from daemon.io._psd_colour import colour_to_rgb, output_dtype, output_icc
 from daemon.io._psd_composite import BandCompositor
 from daemon.io._psd_layout import PsdLayout, read_layout
 from daemon.io._psd_records import CHANNEL_TRANSPARENCY, Group, Layer, read_layer_tree
-from daemon.io._resample import PROXY_BAND_ROWS, banded_proxy
+from daemon.io._resample import PROXY_BAND_ROWS, banded_proxy, join_bands
 from daemon.io._types import ColourSpace, ImageInfo
 
 COLOUR_SPACES: dict[int, ColourSpace] = {1: "gray", 3: "rgb", 4: "cmyk"}
@@ -112,10 +112,8 @@ class LayeredPsdReader:
     # -- ImageReader -----------------------------------------------------------------
 
     def read(self) -> np.ndarray:
-        out = np.empty((self.info.height, self.info.width, self.info.channels), dtype=self._dtype)
-        for y0, band in self.bands(PROXY_BAND_ROWS):
-            out[y0 : y0 + band.shape[0]] = band
-        return out
+        shape = (self.info.height, self.info.width, self.info.channels)
+        return join_bands(self.bands(PROXY_BAND_ROWS), shape, self._dtype)
 
     def bands(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
         if rows < 1:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import cv2
 import numpy as np
@@ -48,3 +48,13 @@ def banded_proxy(
     if (rgb.shape[1], rgb.shape[0]) != target:
         rgb = area_resize(rgb, *target)
     return rgb
+
+
+def join_bands(
+    bands: Iterable[tuple[int, np.ndarray]], shape: tuple[int, int, int], dtype: np.dtype
+) -> np.ndarray:
+    """The whole image from a reader's ``(y0, band)`` pieces (for ``read()``; finishing never calls it)."""
+    out = np.empty(shape, dtype=dtype)
+    for y0, band in bands:
+        out[y0 : y0 + band.shape[0]] = band
+    return out

@@ -38,7 +38,7 @@ from daemon.io._psd_colour import (
 from daemon.io._psd_layers import DEFAULT_BUDGET_MEGAPIXELS, LayeredPsdReader, open_layered_psd
 from daemon.io._psd_layout import PsdLayout, read_layout
 from daemon.io._psd_planes import PlaneRows
-from daemon.io._resample import PROXY_BAND_ROWS, banded_proxy
+from daemon.io._resample import PROXY_BAND_ROWS, banded_proxy, join_bands
 from daemon.io._types import ColourSpace, ImageInfo
 
 COLOUR_SPACES: dict[int, ColourSpace] = {1: "gray", 3: "rgb", 4: "cmyk"}
@@ -106,10 +106,8 @@ class PsdReader:
 
     def _read(self) -> np.ndarray:
         layout = self._layout
-        out = np.empty((layout.height, layout.width, self.info.channels), dtype=self._dtype)
-        for y0, band in self.bands(PROXY_BAND_ROWS):
-            out[y0 : y0 + band.shape[0]] = band
-        return out
+        shape = (layout.height, layout.width, self.info.channels)
+        return join_bands(self.bands(PROXY_BAND_ROWS), shape, self._dtype)
 
     def bands(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
         if rows < 1:
