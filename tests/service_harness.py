@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -17,9 +18,20 @@ import yaml
 from PIL import Image
 
 from daemon.finish.outputs import TEMP_MARKER
-from tests.conftest import HOTMATTE, REPO, SMALL_MODEL_SIZE
+from tests.conftest import HOTMATTE, REPO, SMALL_MODEL_SIZE, photo
 
 Event = dict[str, Any]
+
+#: The small real photo most service tests drop (model at SMALL_MODEL_SIZE: a fraction of a second).
+SMALL_PHOTO_SIZE = (192, 128)
+
+
+def small_photo_jpeg() -> bytes:
+    """``astronaut`` at :data:`SMALL_PHOTO_SIZE`, as JPEG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(photo("astronaut")).resize(SMALL_PHOTO_SIZE).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
 
 FOLDER_DEFAULTS: dict[str, Any] = {"stable_seconds": 0.5, "min_age_seconds": 0, "poll_interval": 0.5}
 

@@ -7,7 +7,6 @@ the watchdog fed, and when space returns every file completes exactly once.
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
 import subprocess
@@ -17,29 +16,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from daemon.finish.roots import MARKER_NAME
 from daemon.journal.store import Journal
-from tests.conftest import photo
 from tests.notify_listener import NotifyListener, notify
 from tests.service_harness import Daemon, folder_settings, write_config
 
 __all__ = ["notify"]  # the fixture, imported for pytest
 
-SIZE = (192, 128)
-
 
 @pytest.fixture(autouse=True)
 def _needs_weights(weights_dir: Path) -> None:
     """Every test here runs the real model."""
-
-
-@pytest.fixture(scope="module")
-def jpeg() -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(photo("astronaut")).resize(SIZE).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
 
 
 @pytest.fixture

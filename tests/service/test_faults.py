@@ -21,18 +21,9 @@ from PIL import Image
 from daemon.finish.roots import MARKER_NAME
 from daemon.journal.store import Entry, Journal, State
 from daemon.matting.weights import MANIFEST_NAME, WEIGHTS_NAME
-from tests.conftest import photo, run_hotmatte
+from tests.conftest import run_hotmatte
 from tests.service_harness import Daemon, folder_settings, write_config
 from tests.studio import Studio
-
-SIZE = (192, 128)
-
-
-@pytest.fixture(scope="module")
-def jpeg() -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(photo("astronaut")).resize(SIZE).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")

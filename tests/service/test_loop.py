@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import queue
@@ -14,12 +13,11 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from daemon.finish.roots import MARKER_NAME
 from daemon.journal.store import Journal, State
-from tests.conftest import photo
 from tests.service_harness import (
+    SMALL_PHOTO_SIZE,
     Daemon,
     assert_cutout_of,
     folder_settings,
@@ -27,15 +25,7 @@ from tests.service_harness import (
     write_config,
 )
 
-SIZE = (192, 128)
-
-
-@pytest.fixture(scope="module")
-def jpeg() -> bytes:
-    """A small real photo as JPEG bytes."""
-    buffer = io.BytesIO()
-    Image.fromarray(photo("astronaut")).resize(SIZE).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
+SIZE = SMALL_PHOTO_SIZE
 
 
 @pytest.fixture(autouse=True)
