@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install weights run test lint bench-large bench-large-profiles bench-throughput bench-quality bench-faces bench-fuzz
+.PHONY: install weights run test lint browser bench-large bench-large-profiles bench-throughput bench-quality bench-faces bench-fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,11 @@ lint: install
 	$(BIN)/ruff format --check daemon tests bench
 	$(BIN)/mypy
 
-test: install weights lint
+# The console's browser tests drive Debian's chromium (Playwright's own download cannot work here).
+browser:
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium chromium-driver)
+
+test: install weights lint browser
 	$(BIN)/pytest
 
 bench-large: install weights

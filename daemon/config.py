@@ -139,6 +139,14 @@ class Folder(_Model):
         return self
 
 
+class Console(_Model):
+    """The browser console and ``/metrics``, served by ``hotmatte run`` (daemon/console/)."""
+
+    #: host:port. Loopback by default; any other address needs ``token``.
+    listen: str = "127.0.0.1:8765"
+    token: str | None = None
+
+
 class Config(_Model):
     """The whole daemon configuration."""
 
@@ -161,6 +169,8 @@ class Config(_Model):
     stall_seconds: Annotated[float, Field(gt=0)] = 900.0
     workers: Workers = Workers()
     retry: Retry = Retry()
+    #: null turns the console (and /metrics) off.
+    console: Console | None = Console()
     folders: tuple[Folder, ...] = ()
     #: Custom profiles: each ``extends:`` a built-in and overrides knobs (daemon/profiles.py).
     profiles: dict[str, Profile] = {}

@@ -56,6 +56,8 @@ def write_config(path: Path, folders: list[dict[str, Any]], **settings: Any) -> 
         "reconcile_seconds": 30,
         "drain_timeout_seconds": 60,
         "workers": {"decode": 1, "finish": 1, "queue_size": 4},
+        # Off unless a test asks for it: daemons of parallel tests must not fight over one port.
+        "console": None,
         "folders": folders,
         **settings,
     }

@@ -38,6 +38,7 @@ from types import FrameType
 import structlog
 
 from daemon.config import Config, Folder, load_config
+from daemon.console import ConsoleContext, ConsoleServer
 from daemon.errors import ConfigError, JournalUnusable, OutputCollision, ShareUnavailable
 from daemon.finish.roots import folder_roots_available, keep_state_beside, remember_roots
 from daemon.journal.faults import DiskFullWait
@@ -116,6 +117,10 @@ class Service:
         self._stage_files = 0
         self.pipeline: Pipeline | None = None
         self.drained = True
+        self._console: ConsoleServer | None = None
+        #: Plain facts for the console, replaced whole (one assignment) so its thread never sees half.
+        self._snapshot: dict[str, object] = {}
+        self._next_snapshot = 0.0
         self._upkeep = JournalUpkeep(
             journal,
             # A folder whose share is unmounted is left out: its sources are not gone, only hidden.
@@ -138,6 +143,7 @@ class Service:
         self.pipeline.start()
         for folder in self._config.folders:
             self._start_watcher(folder)
+        self._start_console()
         log.info(
             "start",
             pid=os.getpid(),
@@ -218,8 +224,26 @@ class Service:
         self._journal.excuse(self._running)
         log.info("stop", drained=self.drained, left_running=len(self._running))
         self._upkeep.stop()
+        if self._console is not None:
+            self._console.stop()
         self._journal.close()
         return 0
+
+    def _start_console(self) -> None:
+        settings = self._config.console
+        if settings is None:
+            return
+        pipeline = self.pipeline
+        ctx = ConsoleContext(
+            config=lambda: self._config,
+            journal_path=self._journal.path,
+            state_dir=self._journal.path.parent / "console",
+            snapshot=lambda: self._snapshot,
+            engine=lambda: pipeline.engine if pipeline is not None else None,
+        )
+        server = ConsoleServer(settings, ctx)
+        if server.start():
+            self._console = server
 
     # --- start-up -----------------------------------------------------------------------------------
 
@@ -531,8 +555,24 @@ class Service:
             self._notifier.status(text)
             self._last_status = text
 
+    def _publish_snapshot(self) -> None:
+        assert self.pipeline is not None
+        self._snapshot = {
+            "in_flight": self.pipeline.in_flight(),
+            "backlog": self._journal.backlog(),
+            "folders": {
+                n: w.available and folder_roots_available(w.folder) for n, w in self._watchers.items()
+            },
+            "device": str(self.pipeline.engine.device),
+            "model_size": self.pipeline.engine.size,
+            "stages": self.pipeline.stage_report().to_dict(),
+        }
+
     def _report(self) -> None:
         now = time.monotonic()
+        if self._console is not None and now >= self._next_snapshot:
+            self._next_snapshot = now + STATUS_EVERY_SECONDS
+            self._publish_snapshot()
         if self._notifier.enabled:
             self._send_status(now)
         if now >= self._next_stages:
