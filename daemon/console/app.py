@@ -17,9 +17,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from daemon.console.context import ConsoleContext
+from daemon.console.security import csrf_token
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.globals["csrf_token"] = csrf_token
 
 
 def build_app(ctx: ConsoleContext) -> Starlette:
