@@ -1,4 +1,4 @@
-"""The ``hotmatte`` command: ``process``, ``run``, ``status``, ``check-config``, ``weights fetch``.
+"""The ``hotmatte`` command: ``process``, ``run``, ``status``, ``retry``, ``check-config``, ``weights fetch``.
 
 Exit codes: 0 success; 1 some files failed; 2 usage or set-up error (bad
 arguments, bad config, no usable weights).
@@ -64,6 +64,20 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="counts per folder and state, and the last failures")
     status.add_argument("--config", type=Path, help="config file (default: the embedded config)")
     status.add_argument("--json", action="store_true", help="one JSON object for scripts (schema: README)")
+
+    retry = commands.add_parser(
+        "retry", help="put failed files back to pending (the console's Failures page does the same)"
+    )
+    retry.add_argument("--config", type=Path, help="config file (default: the embedded config)")
+    what = retry.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "targets",
+        nargs="*",
+        default=[],
+        metavar="TARGET",
+        help="a failed file, a directory, or a folder name",
+    )
+    what.add_argument("--all", action="store_true", help="every failed file of every folder")
 
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("config", type=Path)
@@ -132,6 +146,32 @@ def _status(args: argparse.Namespace) -> int:
     return show_status(args.config, as_json=args.json)
 
 
+def _retry(args: argparse.Namespace) -> int:
+    from daemon.journal.names import printable
+    from daemon.journal.retry import RetryTarget, retry_failed, target_for
+    from daemon.journal.store import Journal
+
+    if not args.all and not args.targets:
+        raise ConfigError(["retry: name a failed file, a directory or a folder, or use --all"])
+    config = load_config(args.config)
+    targets = [RetryTarget()] if args.all else [target_for(config, t) for t in args.targets]
+    if not config.journal.exists():
+        print(f"hotmatte: no journal at {config.journal}: nothing has failed yet", file=sys.stderr)
+        return EXIT_FAILED
+    journal = Journal.open(config.journal)
+    try:
+        retried = [entry for target in targets for entry in retry_failed(journal, target)]
+    finally:
+        journal.close()
+    for entry in retried:
+        print(
+            f"{entry.folder}/{printable(entry.path)}: back to pending (was {entry.error_class}: {entry.last_error})"
+        )
+    print(f"{len(retried)} file(s) back to pending; the running daemon takes them on its next turn")
+    # Nothing matched is exit 1, so a script notices a typo rather than believing it worked.
+    return EXIT_OK if retried else EXIT_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {
@@ -140,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check-config": _check_config,
         "run": _run,
         "status": _status,
+        "retry": _retry,
     }
     try:
         return handlers[args.command](args)

@@ -9,6 +9,7 @@ folders.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -139,12 +140,53 @@ class Folder(_Model):
         return self
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """``host`` (a name or an address, IPv6 with or without brackets) only reaches this machine."""
+    host = host.strip("[]").lower()
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "" (every interface), 0.0.0.0 and any other name are not loopback
+
+
 class Console(_Model):
     """The browser console and ``/metrics``, served by ``hotmatte run`` (daemon/console/)."""
 
     #: host:port. Loopback by default; any other address needs ``token``.
     listen: str = "127.0.0.1:8765"
     token: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        _host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            raise ValueError("must be host:port ([v6]:port for IPv6), e.g. 127.0.0.1:8765")
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _token_long_enough(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 16:
+            raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 16`)")
+        return value
+
+    @model_validator(mode="after")
+    def _network_needs_token(self) -> Console:
+        # Refusing here makes `hotmatte run` exit 2 and `check-config` fail: an open console is
+        # never served on a network, not even for the time it takes to notice.
+        host = self.listen.rpartition(":")[0]
+        if not self.token and not is_loopback(host):
+            raise ValueError(
+                f"listen {self.listen} is not a loopback address: set console.token "
+                "(every request must then carry it), or listen on 127.0.0.1"
+            )
+        return self
 
 
 class Config(_Model):

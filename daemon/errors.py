@@ -39,6 +39,10 @@ TransientError        Retried with exponential backoff; the file stays pending.
                       memory while *refining* a file is no error: that file
                       is finished on the CPU, same pixels, and a warning
                       ``finish_on_cpu`` is logged.)
+UnsafePath            The console refuses the request (HTTP 400): a folder or
+                      path parameter that is unknown, absolute, has ``..``, a
+                      link or an encoded variant (daemon/console/paths.py).
+                      Nothing is read or written; processing is not touched.
 ====================  ==========================================================
 
 Permissions: outputs, error copies and error records are created with mode 0666
@@ -115,6 +119,10 @@ class DiedWhileProcessing(InputError):
 
 class JournalUnusable(HotmatteError):
     """The journal cannot be opened or written (corrupt, read-only); ``hotmatte run`` exits 2."""
+
+
+class UnsafePath(HotmatteError):
+    """A request named a path outside the configured folders (or through a link): refused."""
 
 
 class TransientError(HotmatteError):

@@ -82,3 +82,51 @@ def test_two_inputs_for_one_output_never_overwrite(tmp_path: Path) -> None:
     assert "already the output of" in result.stderr
     with Image.open(tmp_path / "out" / "same.png") as image:
         assert image.size == (photo("coffee").shape[1], photo("coffee").shape[0])
+
+
+def _journal_with_failures(tmp_path: Path) -> Path:
+    """A config with folder ``hot`` (input tmp/hot) and a journal holding two failed files."""
+    from daemon.journal.store import Fingerprint, Journal
+
+    (tmp_path / "hot" / "shoot").mkdir(parents=True)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"journal: {tmp_path / 'journal.sqlite'}\nconsole: null\n"
+        f"folders:\n  - name: hot\n    input: {tmp_path / 'hot'}\n    output: {tmp_path / 'out'}\n"
+    )
+    journal = Journal.open(tmp_path / "journal.sqlite")
+    for path in ("a.jpg", "shoot/b.jpg"):
+        journal.offer("hot", path, Fingerprint(1, 1, "p", "1"))
+        entry = journal.get("hot", path)
+        assert entry is not None
+        journal.mark_failed(entry.id, "CorruptInput", "truncated JPEG")
+    journal.close()
+    return config
+
+
+def test_retry_puts_one_failed_file_back_to_pending_by_its_path_on_disk(tmp_path: Path) -> None:
+    from daemon.journal.store import Journal
+
+    config = _journal_with_failures(tmp_path)
+    result = run_hotmatte("retry", "--config", config, tmp_path / "hot" / "shoot" / "b.jpg")
+    assert result.returncode == 0, result.stderr
+    assert "hot/shoot/b.jpg: back to pending (was CorruptInput: truncated JPEG)" in result.stdout
+    journal = Journal.open_read_only(tmp_path / "journal.sqlite")
+    assert [e.path for e in journal.failed()] == ["a.jpg"]
+    journal.close()
+
+
+def test_retry_all_and_retry_a_folder_by_name_and_nothing_left_exits_one(tmp_path: Path) -> None:
+    config = _journal_with_failures(tmp_path)
+    assert run_hotmatte("retry", "--config", config, "hot").stdout.endswith(
+        "2 file(s) back to pending; the running daemon takes them on its next turn\n"
+    )
+    again = run_hotmatte("retry", "--config", config, "--all")
+    assert again.returncode == 1 and again.stdout.startswith("0 file(s)")
+
+
+def test_retry_of_a_path_outside_every_folder_is_a_usage_error(tmp_path: Path) -> None:
+    config = _journal_with_failures(tmp_path)
+    result = run_hotmatte("retry", "--config", config, tmp_path / "elsewhere.jpg")
+    assert result.returncode == 2
+    assert "neither a configured folder" in result.stderr

@@ -506,6 +506,52 @@ class Journal:
             ).fetchall()
         return [_entry(r) for r in rows]
 
+    def done_since(self, cutoff: float) -> dict[str, int]:
+        """``{folder: n}`` of files that ended done since ``cutoff`` (the console's files per minute)."""
+        with self._lock, self._guarded():
+            rows = self._db.execute(
+                "SELECT folder, count(*) AS n FROM files WHERE state = 'done' AND updated_at >= ?"
+                " GROUP BY folder",
+                (cutoff,),
+            ).fetchall()
+        return {r["folder"]: r["n"] for r in rows}
+
+    def failed(self, folder: str | None = None, limit: int = 100, offset: int = 0) -> list[Entry]:
+        """Failed rows, newest first, of one folder or all (a page of ``limit`` from ``offset``)."""
+        where, params = ("AND folder = ?", (folder,)) if folder is not None else ("", ())
+        with self._lock, self._guarded():
+            rows = self._db.execute(
+                f"SELECT * FROM files WHERE state = 'failed' {where}"
+                " ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            ).fetchall()
+        return [_entry(r) for r in rows]
+
+    def requeue_failed(self, entry_ids: Collection[int]) -> list[int]:
+        """Put these rows back to ``pending``, due now, with a fresh retry budget; only rows still
+        ``failed`` (one the daemon re-offered meanwhile is left alone). Returns the ids requeued."""
+        ids = list(entry_ids)
+        if not ids:
+            return []
+
+        def change(db: sqlite3.Connection) -> list[int]:
+            done: list[int] = []
+            for start in range(0, len(ids), 500):  # SQLite's limit on bound parameters
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                done += [
+                    row[0]
+                    for row in db.execute(
+                        "UPDATE files SET state = 'pending', attempts = 0, crashes = 0, next_attempt = 0,"
+                        " error_class = NULL, last_error = NULL, updated_at = ?"
+                        f" WHERE state = 'failed' AND id IN ({marks}) RETURNING id",
+                        (time.time(), *chunk),
+                    ).fetchall()
+                ]
+            return done
+
+        return self._write(change)
+
 
 def _migrate(db: sqlite3.Connection) -> None:
     """Bring a journal written by an older release up to the current schema.
