@@ -74,10 +74,13 @@ def _cookie_header(name: str, value: str) -> bytes:
 class ConsoleGuard:
     """ASGI middleware applying the module's rules to every HTTP request (websockets are refused)."""
 
-    def __init__(self, app: ASGIApp, token: Callable[[], str | None]) -> None:
+    def __init__(self, app: ASGIApp, token: Callable[[], str | None], on_network: bool = False) -> None:
         self.app = app
         #: Read per request: a reload (SIGHUP) that changes the token applies at once.
         self.token = token
+        #: Bound to a non-loopback address: no request passes without a token, even if a reload
+        #: that moved ``listen`` back to loopback dropped it (the socket stays where it was).
+        self.on_network = on_network
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -113,6 +116,8 @@ class ConsoleGuard:
     def _check_access(self, request: Request) -> Response | None:
         """Rules 1 and 2: the response refusing the request, or None to let it through."""
         expected = self.token()
+        if not expected and self.on_network:
+            return _refuse(401, "This console listens on a network and no console.token is set.")
         if not expected:
             if not is_loopback(_host_of(request.headers.get("host", ""))):
                 return _refuse(403, "This console answers only to localhost addresses.")
