@@ -22,20 +22,26 @@ from starlette.routing import BaseRoute, Route
 
 from daemon.console.context import ConsoleContext
 from daemon.console.journal_link import console_journal
-from daemon.console.overview import failure_row
+from daemon.console.overview import UNREADABLE, failure_row
 from daemon.console.paths import folder_file
 from daemon.errors import UnsafePath
 from daemon.journal.retry import RetryTarget, retry_failed
 from daemon.journal.store import Entry
 
 PAGE_SIZE = 100
+EMPTY: dict[str, Any] = {"failures": [], "per_folder": {}, "total": 0, "page": 0, "pages": 1}
 
 
 def routes(ctx: ConsoleContext) -> list[BaseRoute]:
     from daemon.console.app import templates  # the app module is loaded by now (it calls us)
 
     def render(request: Request, notice: str = "", error: str = "", status: int = 200) -> Response:
-        facts = failures_facts(ctx, request.query_params.get("folder") or None, _page(request))
+        folder = request.query_params.get("folder") or None
+        try:
+            facts = failures_facts(ctx, folder, _page(request))
+        except UNREADABLE as exc:  # say so in place of the list; the rest of the console goes on
+            facts = {**EMPTY, "folder": folder}
+            error = error or f"The journal cannot be read: {exc}"
         name = "failures_table.html" if request.headers.get("HX-Request") else "failures.html"
         facts |= {"notice": notice, "error": error}
         return templates.TemplateResponse(request, name, facts, status_code=status)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from starlette.routing import BaseRoute, Route
 from daemon.config import Config
 from daemon.console.context import ConsoleContext
 from daemon.console.journal_link import console_journal
+from daemon.errors import JournalUnusable
 from daemon.journal.names import printable
 from daemon.journal.store import STATES, Entry
 from daemon.matting.weights import resolve_weights_dir
@@ -36,6 +39,8 @@ RATE_WINDOW_SECONDS = 600
 #: How often the page asks for fresh numbers (the loop publishes its snapshot every 2 s).
 REFRESH_SECONDS = 2
 FAILURES_SHOWN = 5
+#: What a page shows as "the journal cannot be read" rather than a bare 500.
+UNREADABLE = (sqlite3.Error, JournalUnusable, OSError)
 
 
 @dataclass(frozen=True)
@@ -66,15 +71,26 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
     from daemon.console.app import templates  # the app module is loaded by now (it calls us)
 
     def page(request: Request) -> Response:
-        return templates.TemplateResponse(request, "overview.html", overview_facts(ctx))
+        return templates.TemplateResponse(request, "overview.html", readable(lambda: overview_facts(ctx)))
 
     def live(request: Request) -> Response:
-        return templates.TemplateResponse(request, "overview_live.html", overview_facts(ctx))
+        return templates.TemplateResponse(
+            request, "overview_live.html", readable(lambda: overview_facts(ctx))
+        )
 
     return [
         Route("/", page, name="overview"),
         Route("/overview/live", live, name="overview_live"),
     ]
+
+
+def readable(facts: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``facts()``, or what the page says instead when the journal cannot be read (it keeps
+    polling, so it recovers on its own once the journal is back)."""
+    try:
+        return facts()
+    except UNREADABLE as exc:
+        return {"error": f"The journal cannot be read: {exc}", "refresh_seconds": REFRESH_SECONDS}
 
 
 def overview_facts(ctx: ConsoleContext) -> dict[str, Any]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
+from daemon.config import parse_config
+from daemon.console import ConsoleContext, ConsoleServer
 from tests.console.browser import screenshot
 from tests.service_harness import Daemon, folder_settings, write_config
 
@@ -51,3 +54,18 @@ def test_an_output_root_gone_from_under_the_daemon_shows_unreachable_with_the_re
         shutil.rmtree(tmp_path / "hot-out")  # an unmounted share looks like this
         expect(page.locator('tr[data-folder="hot"]')).to_contain_text("unreachable", timeout=15_000)
         expect(page.locator("#space")).to_contain_text("No such file or directory")
+
+
+def test_an_unreadable_journal_is_said_on_the_pages_not_a_bare_error(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.sqlite"
+    journal.write_bytes(b"not a database, whatever its name says" * 100)
+    config = parse_config(f"journal: {journal}\nconsole:\n  listen: 127.0.0.1:0\n", tmp_path)
+    assert config.console is not None
+    server = ConsoleServer(config.console, ConsoleContext(lambda: config, journal, tmp_path / "console"))
+    assert server.start()
+    try:
+        for path in ("/", "/failures"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=30) as reply:
+                assert "The journal cannot be read" in reply.read().decode()
+    finally:
+        server.stop()
