@@ -164,9 +164,8 @@ def _retry(args: argparse.Namespace) -> int:
     finally:
         journal.close()
     for entry in retried:
-        print(
-            f"{entry.folder}/{printable(entry.path)}: back to pending (was {entry.error_class}: {entry.last_error})"
-        )
+        was = f"{entry.error_class}: {entry.last_error}"
+        print(f"{entry.folder}/{printable(entry.path)}: back to pending (was {was})")
     print(f"{len(retried)} file(s) back to pending; the running daemon takes them on its next turn")
     # Nothing matched is exit 1, so a script notices a typo rather than believing it worked.
     return EXIT_OK if retried else EXIT_FAILED

@@ -41,7 +41,8 @@ def test_a_retried_file_is_pending_due_now_with_its_retry_budget_back(journal: J
 def test_a_folder_target_retries_only_that_folder_and_a_directory_only_what_is_below_it(
     journal: Journal,
 ) -> None:
-    for folder, path in [("hot", "a.jpg"), ("hot", "shoot/b.jpg"), ("hot", "shootout.jpg"), ("cold", "c.jpg")]:
+    files = [("hot", "a.jpg"), ("hot", "shoot/b.jpg"), ("hot", "shootout.jpg"), ("cold", "c.jpg")]
+    for folder, path in files:
         _fail(journal, folder, path)
     assert [e.path for e in retry_failed(journal, RetryTarget("hot", "shoot"))] == ["shoot/b.jpg"]
     assert sorted(e.path for e in retry_failed(journal, RetryTarget("hot"))) == ["a.jpg", "shootout.jpg"]
