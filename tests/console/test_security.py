@@ -252,3 +252,27 @@ def test_a_retry_naming_the_file_inside_its_folder_works(console: Console) -> No
     fields = {"csrf_token": value, "folder": "hot", "path": "shoot/a.jpg"}
     assert console.post_form("/failures/retry", fields, {"Cookie": f"hotmatte_csrf={value}"}).status == 303
     assert console.state() == "pending"
+
+
+def test_a_multipart_form_carrying_the_csrf_field_goes_through_and_one_without_it_does_not(
+    console: Console,
+) -> None:
+    value = console.csrf()
+
+    def multipart(fields: dict[str, str]) -> tuple[dict[str, str], str]:
+        parts = "".join(
+            f'--b0undary\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+            for k, v in fields.items()
+        )
+        headers = {
+            "Cookie": f"hotmatte_csrf={value}",
+            "Content-Type": "multipart/form-data; boundary=b0undary",
+        }
+        return headers, parts + "--b0undary--\r\n"
+
+    headers, body = multipart({"folder": "hot"})
+    assert console.request("POST", "/failures/retry-all", headers, body).status == 403
+    assert console.state() == "failed"
+    headers, body = multipart({"csrf_token": value, "folder": "hot"})
+    assert console.request("POST", "/failures/retry-all", headers, body).status == 303
+    assert console.state() == "pending"
