@@ -11,13 +11,13 @@ from daemon.beneath import open_directory, parts_of
 from daemon.config import Config
 from daemon.errors import SymlinkNotFollowed
 from daemon.finish.outputs import Destination, remove_stale_temporaries
-from daemon.journal.store import Journal
+from daemon.journal.backend import JournalBackend
 from daemon.service.folder_files import destination_for
 
 log = structlog.get_logger("hotmatte")
 
 
-def recover_interrupted(config: Config, journal: Journal) -> None:
+def recover_interrupted(config: Config, journal: JournalBackend) -> None:
     """Rows a crash left running go back to pending, unless their output was written meanwhile."""
     folders = {f.name: f for f in config.folders}
     for entry in journal.reset_running():
