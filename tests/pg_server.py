@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 ENV = "HOTMATTE_TEST_DATABASE"
 LOCAL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -108,11 +108,9 @@ def fresh_database(admin: str) -> Iterator[str]:
     """A new empty database on ``admin``'s server for one test, dropped afterwards."""
     name = f"hotmatte_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]  # a name we made
-    params = conninfo_to_dict(admin)
-    params["dbname"] = name
+        conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield make_conninfo(**params)
+        yield make_conninfo(admin, dbname=name)
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

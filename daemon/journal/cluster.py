@@ -71,6 +71,8 @@ class ClusterJournal(ClusterReads):
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
         if worker:
+            # Per-node state (roots' markers, stage timings) is kept beside the local journal path.
+            path.parent.mkdir(parents=True, exist_ok=True)
             self.worker_id = self._db.transact(self._register)
             self._db.on_reconnect = self._reconciled
             self._beat = threading.Thread(target=self._heartbeats, name="cluster-heartbeat", daemon=True)
@@ -239,6 +241,7 @@ class ClusterJournal(ClusterReads):
         sql: str,
         params: tuple[object, ...],
         job: Callable[[Connection, int | None], None],
+        detail: str = "",
     ) -> bool:
         """One fenced outcome: applied only while the row still carries this node's claim."""
         claim = self._claims.pop(entry_id, None)
@@ -263,7 +266,7 @@ class ClusterJournal(ClusterReads):
                         self._event(conn, "stale", stale[0], claim[0], kind)
                 return False
             job(conn, rows[0]["job_id"])
-            self._event(conn, kind, rows[0], claim[0] if claim else None)
+            self._event(conn, kind, rows[0], claim[0] if claim else None, detail)
             return True
 
         applied = self._db.transact(change)
@@ -296,6 +299,7 @@ class ClusterJournal(ClusterReads):
             "state = 'failed', error_class = %s, last_error = %s, attempts = attempts + 1, crashes = 0",
             (error_class, printable(reason)),
             lambda c, j: jobs.finish(self._db, c, j, "failed"),
+            f"{error_class}: {reason}",
         )
 
     def retry_later(
@@ -308,6 +312,7 @@ class ClusterJournal(ClusterReads):
             f"state = 'pending', error_class = %s, last_error = %s, next_attempt = %s{counted}",
             (error_class, printable(reason), next_attempt),
             lambda c, j: jobs.retry(self._db, c, j, next_attempt),
+            f"{error_class}: {reason}",
         )
 
     def forget(self, entry_id: int) -> None:
