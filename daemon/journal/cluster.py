@@ -122,6 +122,19 @@ class ClusterJournal(ClusterReads):
 
     # --- arrivals -------------------------------------------------------------------------------
 
+    def get_by_id(self, entry_id: int) -> Entry | None:
+        """The row; the loop asks this as each outcome arrives (daemon.service.outcomes).
+
+        A file offered again while this node ran it has a new row, and the old one is gone: the
+        outcome is superseded, and the old job (whose lock kept the new version waiting, so two
+        versions never run at once on two nodes) is finished now that our run is over.
+        """
+        entry = super().get_by_id(entry_id)
+        if entry is None and entry_id in self._claims:
+            _, job_id = self._claims.pop(entry_id)
+            self._db.transact(lambda c: jobs.finish(self._db, c, job_id, "succeeded"))
+        return entry
+
     def offer(self, folder: str, path: str, fingerprint: Fingerprint, *, redo_done: bool = False) -> bool:
         """Record a complete file and queue its job; True if it became (or became again) pending.
 
@@ -406,6 +419,10 @@ class ClusterJournal(ClusterReads):
         """Own connection, own thread: a heartbeat must not wait behind the loop's transactions."""
         beat_db: Database | None = None
         every = self.settings.heartbeat_seconds
+        failing = False
+        # After our own outage the others' heartbeats look old too: sweep only once they had time
+        # to beat again, or a restart of the server would make every node take every other's files.
+        sweep_from = 0.0
         while not self._stop.wait(every):
             try:
                 if beat_db is None:
@@ -423,13 +440,17 @@ class ClusterJournal(ClusterReads):
                             "UPDATE hotmatte_nodes SET last_seen = now(), running = %s WHERE node = %s",
                             (len(self._claims), self.node),
                         )
-                    self._sweep(beat_db, conn)
+                    if failing:
+                        failing = False
+                        sweep_from = time.monotonic() + 2 * every
+                        log.info("cluster_heartbeat_back", node=self.node)
+                    if time.monotonic() >= sweep_from:
+                        self._sweep(beat_db, conn)
             except Exception as exc:  # the server is away: try again at the next beat
-                log.warning(
-                    "cluster_heartbeat_failed",
-                    node=self.node,
-                    error=str(exc).splitlines()[0] if str(exc) else "",
-                )
+                if not failing:
+                    failing = True
+                    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    log.warning("cluster_heartbeat_failed", node=self.node, error=reason)
                 if beat_db is not None:
                     beat_db._drop()
         if beat_db is not None:

@@ -104,3 +104,18 @@ def test_a_silent_nodes_file_is_taken_back_and_its_late_outcome_is_fenced(
 def events_of(database: str) -> list[tuple[int, str]]:
     with psycopg.connect(database) as conn:
         return [(r[0], r[1]) for r in conn.execute("SELECT file_id, kind FROM hotmatte_events ORDER BY id")]
+
+
+def test_a_new_version_waits_until_the_node_running_the_old_one_is_done(
+    database: str, nodes: list[ClusterJournal]
+) -> None:
+    old_node, new_node = nodes[0], nodes[1]
+    old_node.offer("hot", "a.jpg", FP)
+    running = old_node.claim(["hot"])
+    assert running is not None
+    newer = Fingerprint(200, 2, "p", "v")
+    assert new_node.offer("hot", "a.jpg", newer)  # changed on the NAS while node 0 runs it
+    assert new_node.claim(["hot"]) is None  # the file's lock: one version at a time in the cluster
+    assert old_node.get_by_id(running.id) is None  # node 0's outcome arrives: superseded
+    again = new_node.claim(["hot"])
+    assert again is not None and again.fingerprint == newer
