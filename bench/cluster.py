@@ -128,7 +128,7 @@ def three_nodes(admin: str, files: int, kill_after: int) -> dict[str, Any]:
             recovered = time.monotonic() - killed
         done_events = events(database, "done")
         outputs = [p for p in (tmp / "hot-out").iterdir() if not p.name.startswith(".")]
-        per_node = {d.proc.args[-1].split("/")[-2]: len(d.named("done")) for d in daemons}
+        per_node = {node: len(d.named("done")) for node, d in zip(("n1", "n2", "n3"), daemons, strict=True)}
         for daemon in survivors:
             daemon.terminate()
         return {
