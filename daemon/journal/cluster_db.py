@@ -74,7 +74,8 @@ def connect(conninfo: str) -> Connection:
             conninfo, autocommit=True, row_factory=dict_row, connect_timeout=CONNECT_TIMEOUT_SECONDS
         )
     except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"cannot reach the cluster database {redacted(conninfo)}: {exc}") from exc
+        detail = " ".join(str(exc).split())  # libpq's hint is on a second line: one line in all
+        raise DatabaseUnavailable(f"cannot reach the cluster database {redacted(conninfo)}: {detail}") from exc
 
 
 def _lost(exc: BaseException) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -154,3 +155,20 @@ def test_journal_migrate_copies_a_sqlite_journal_once(tmp_path: Path, database: 
     with psycopg.connect(database) as conn:
         todo = conn.execute("SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'").fetchone()
     assert todo == (1,)
+
+
+def test_a_node_that_cannot_reach_the_database_at_start_exits_1_for_systemd_to_restart(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = node_config(tmp_path, "n1", f"postgresql://hotmatte@127.0.0.1:{port}/hotmatte")
+    result = subprocess.run(
+        [*HOTMATTE, "run", "--config", str(config)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "hotmatte: cannot reach the cluster database postgresql://hotmatte@127.0.0.1:"
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
