@@ -369,23 +369,50 @@ class ClusterJournal(ClusterReads):
     # --- upkeep ---------------------------------------------------------------------------------
 
     def prune(self, entries: Collection[Entry]) -> int:
+        """Delete these rows unless changed since read, with their history (events, finished job)."""
+
         def change(conn: Connection) -> int:
             deleted = 0
             for e in entries:
-                deleted += len(
+                rows = self._q(
+                    conn,
+                    "DELETE FROM hotmatte_files WHERE id = %s AND updated_at = %s"
+                    " AND state IN ('done', 'failed') RETURNING id, job_id",
+                    (e.id, e.updated_at),
+                )
+                for row in rows:
+                    self._q(conn, "DELETE FROM hotmatte_events WHERE file_id = %s", (row["id"],))
                     self._q(
                         conn,
-                        "DELETE FROM hotmatte_files WHERE id = %s AND updated_at = %s"
-                        " AND state IN ('done', 'failed') RETURNING id",
-                        (e.id, e.updated_at),
+                        "DELETE FROM procrastinate_jobs WHERE id = %s AND status NOT IN ('todo', 'doing')",
+                        (row["job_id"],),
                     )
-                )
+                deleted += len(rows)
             return deleted
 
         return self._db.transact(change)
 
     def vacuum(self) -> None:
-        """PostgreSQL's autovacuum gives space back; nothing to do per node."""
+        """Delete finished jobs and events no file row refers to any more (older versions, forgotten).
+
+        PostgreSQL's autovacuum gives the space back; nothing else to do per node.
+        """
+
+        def change(conn: Connection) -> None:
+            self._q(
+                conn,
+                "DELETE FROM procrastinate_jobs j WHERE j.task_name = %s"
+                " AND j.status NOT IN ('todo', 'doing')"
+                " AND NOT EXISTS (SELECT 1 FROM hotmatte_files f WHERE f.job_id = j.id)",
+                (jobs.TASK,),
+            )
+            self._q(
+                conn,
+                "DELETE FROM hotmatte_events e"
+                " WHERE NOT EXISTS (SELECT 1 FROM hotmatte_files f WHERE f.id = e.file_id)",
+            )
+
+        self._db.transact(change)
 
     # --- this node's heartbeat, and the sweep of the others' stalled jobs ------------------------
 

@@ -75,7 +75,9 @@ def connect(conninfo: str) -> Connection:
         )
     except psycopg.OperationalError as exc:
         detail = " ".join(str(exc).split())  # libpq's hint is on a second line: one line in all
-        raise DatabaseUnavailable(f"cannot reach the cluster database {redacted(conninfo)}: {detail}") from exc
+        raise DatabaseUnavailable(
+            f"cannot reach the cluster database {redacted(conninfo)}: {detail}"
+        ) from exc
 
 
 def _lost(exc: BaseException) -> bool:

@@ -119,3 +119,22 @@ def test_a_new_version_waits_until_the_node_running_the_old_one_is_done(
     assert old_node.get_by_id(running.id) is None  # node 0's outcome arrives: superseded
     again = new_node.claim(["hot"])
     assert again is not None and again.fingerprint == newer
+
+
+def test_pruning_a_finished_file_takes_its_history_and_finished_jobs_with_it(
+    database: str, nodes: list[ClusterJournal]
+) -> None:
+    journal = nodes[0]
+    journal.offer("hot", "a.jpg", FP)
+    journal.offer("hot", "a.jpg", Fingerprint(200, 2, "p", "v"))  # a new version: the first job is left over
+    entry = journal.claim(["hot"])
+    assert entry is not None
+    journal.mark_done(entry.id, "/out/a.png")
+    assert journal.prune(journal.finished_before(time.time() + 1)) == 1
+    journal.vacuum()
+    with psycopg.connect(database) as conn:
+        left = [
+            conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            for table in ("hotmatte_files", "hotmatte_events", "procrastinate_jobs")
+        ]
+    assert left == [(0,), (0,), (0,)]
