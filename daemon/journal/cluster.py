@@ -38,6 +38,7 @@ from daemon.config import Cluster
 from daemon.errors import JournalUnusable
 from daemon.journal import cluster_jobs as jobs
 from daemon.journal.cluster_db import Connection, Database, DatabaseWait, Row
+from daemon.journal.cluster_heartbeat import heartbeats
 from daemon.journal.cluster_reads import ClusterReads, entry_of
 from daemon.journal.faults import DiskFullWait
 from daemon.journal.names import printable
@@ -75,7 +76,9 @@ class ClusterJournal(ClusterReads):
             path.parent.mkdir(parents=True, exist_ok=True)
             self.worker_id = self._db.transact(self._register)
             self._db.on_reconnect = self._reconciled
-            self._beat = threading.Thread(target=self._heartbeats, name="cluster-heartbeat", daemon=True)
+            self._beat = threading.Thread(
+                target=heartbeats, args=(self,), name="cluster-heartbeat", daemon=True
+            )
             self._beat.start()
 
     # --- the backend's attributes --------------------------------------------------------------
@@ -441,71 +444,3 @@ class ClusterJournal(ClusterReads):
         )
         for row in rows:
             jobs.retry(self._db, conn, row["job_id"])
-
-    def _heartbeats(self) -> None:
-        """Own connection, own thread: a heartbeat must not wait behind the loop's transactions."""
-        beat_db: Database | None = None
-        every = self.settings.heartbeat_seconds
-        failing = False
-        # After our own outage the others' heartbeats look old too: sweep only once they had time
-        # to beat again, or a restart of the server would make every node take every other's files.
-        sweep_from = 0.0
-        while not self._stop.wait(every):
-            try:
-                if beat_db is None:
-                    beat_db = Database(self.settings.database)
-                with beat_db._lock:  # one thread, plain calls: no waiting-out here
-                    conn = beat_db._connection()
-                    with conn.transaction():
-                        if not jobs.heartbeat(beat_db, conn, self.worker_id):
-                            # The others took us for dead and took our files back; our claims are
-                            # stale (fenced). Register again to take new work.
-                            self.worker_id = self._register(conn)
-                            log.warning("cluster_rejoined", node=self.node, worker=self.worker_id)
-                        self._q(
-                            conn,
-                            "UPDATE hotmatte_nodes SET last_seen = now(), running = %s WHERE node = %s",
-                            (len(self._claims), self.node),
-                        )
-                    if failing:
-                        failing = False
-                        sweep_from = time.monotonic() + 2 * every
-                        log.info("cluster_heartbeat_back", node=self.node)
-                    if time.monotonic() >= sweep_from:
-                        self._sweep(beat_db, conn)
-            except Exception as exc:  # the server is away: try again at the next beat
-                if not failing:
-                    failing = True
-                    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                    log.warning("cluster_heartbeat_failed", node=self.node, error=reason)
-                if beat_db is not None:
-                    beat_db._drop()
-        if beat_db is not None:
-            beat_db.close()
-
-    def _sweep(self, db: Database, conn: Connection) -> None:
-        """Take back the files of nodes silent for ``stalled_after_seconds`` (stalled jobs)."""
-        seconds = self.settings.stalled_after_seconds
-        with conn.transaction():
-            stalled = jobs.stalled_jobs(db, conn, seconds)
-        for job in stalled:
-            with conn.transaction():
-                if not jobs.still_stalled(db, conn, job["id"], seconds):
-                    continue
-                rows = self._q(
-                    conn,
-                    "UPDATE hotmatte_files SET state = 'pending', crashes = crashes + 1, claim = claim + 1,"
-                    " claimed_by = NULL, updated_at = %s WHERE job_id = %s AND state = 'running' RETURNING *",
-                    (time.time(), job["id"]),
-                )
-                if rows:
-                    jobs.retry(db, conn, job["id"])
-                    self._event(conn, "stalled", rows[0], rows[0]["claim"], f"worker {job['worker_id']}")
-                    log.warning(
-                        "taken_back",
-                        folder=rows[0]["folder"],
-                        path=entry_of(rows[0]).path,
-                        worker=job["worker_id"],
-                    )
-                else:
-                    jobs.finish(db, conn, job["id"], "succeeded")
