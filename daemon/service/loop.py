@@ -169,7 +169,12 @@ class Service:
             log.warning("stop", drained=False, reason="asked to stop while the journal disk is full")
             self.drained = False
             return 0
-        return self._shut_down()
+        try:
+            return self._shut_down()
+        except _StopWhileJournalFull:  # the journal (a cluster's database) went away while draining
+            log.warning("stop", drained=False, reason="the journal could not be written while stopping")
+            self.drained = False
+            return 0
 
     def _abandon(self, fault: JournalUnusable) -> int:
         """The journal became unusable while running: stop at once, exit 2, one line on stderr."""
