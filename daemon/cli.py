@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import get_args
 
 from daemon.config import load_config
-from daemon.errors import ConfigError, WeightsError
+from daemon.errors import ConfigError, HotmatteError, WeightsError
 from daemon.io.writers import OutputFormat
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -78,6 +78,15 @@ def _parser() -> argparse.ArgumentParser:
         help="a failed file, a directory, or a folder name",
     )
     what.add_argument("--all", action="store_true", help="every failed file of every folder")
+    journal = commands.add_parser("journal", help="journal tools")
+    journal_commands = journal.add_subparsers(dest="journal_command", required=True, metavar="ACTION")
+    migrate = journal_commands.add_parser(
+        "migrate", help="copy a SQLite journal into the cluster database of the config's cluster: section"
+    )
+    migrate.add_argument("--config", type=Path, required=True, help="config file with a cluster: section")
+    migrate.add_argument(
+        "--from", dest="source", type=Path, help="SQLite journal (default: the config's journal)"
+    )
 
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("config", type=Path)
@@ -171,6 +180,34 @@ def _retry(args: argparse.Namespace) -> int:
     return EXIT_OK if retried else EXIT_FAILED
 
 
+def _journal(args: argparse.Namespace) -> int:
+    from daemon.journal.cluster import ClusterJournal
+    from daemon.journal.migrate import migrate
+
+    config = load_config(args.config)
+    source = args.source or config.journal
+    if config.cluster is None:
+        print(f"hotmatte: {args.config} has no cluster: section to migrate into", file=sys.stderr)
+        return EXIT_USAGE
+    if not source.is_file():
+        print(f"hotmatte: no SQLite journal at {source}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        cluster = ClusterJournal(config.cluster, config.journal, worker=False)
+    except HotmatteError as exc:
+        print(f"hotmatte: {exc}", file=sys.stderr)
+        return 1
+    try:
+        result = migrate(source, cluster)
+    finally:
+        cluster.close()
+    print(
+        f"copied {result.copied} file(s) from {source} ({result.queued} queued again),"
+        f" {result.already_there} already in the cluster"
+    )
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {
@@ -180,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": _run,
         "status": _status,
         "retry": _retry,
+        "journal": _journal,
     }
     try:
         return handlers[args.command](args)

@@ -81,6 +81,31 @@ class Retry(_Model):
     backoff_max_seconds: Annotated[float, Field(gt=0)] = 600.0
 
 
+class Cluster(_Model):
+    """Several nodes share the work through PostgreSQL (daemon/journal/cluster.py).
+
+    Without a ``cluster:`` section the embedded SQLite journal is used and no server is needed.
+    """
+
+    #: libpq URL or key=value string, e.g. ``postgresql://hotmatte@db.studio/hotmatte``.
+    database: Annotated[str, Field(min_length=1)]
+    #: This node's name, unique in the cluster: shown by ``hotmatte status``, recorded on each file.
+    node: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_.-]+$")]
+    #: How often this node tells the others it is alive (Procrastinate's worker heartbeat).
+    heartbeat_seconds: Annotated[float, Field(gt=0)] = 5.0
+    #: A node silent this long is presumed dead: another node takes back its files.
+    stalled_after_seconds: Annotated[float, Field(gt=0)] = 30.0
+
+    @model_validator(mode="after")
+    def _stalled_after_heartbeats(self) -> Cluster:
+        if self.stalled_after_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError(
+                "stalled_after_seconds must be at least twice heartbeat_seconds,"
+                " or a live node's files would be taken from it"
+            )
+        return self
+
+
 class Folder(_Model):
     """One hot folder: where files arrive, where results go, and how to treat them."""
 
@@ -214,6 +239,8 @@ class Config(_Model):
     #: null turns the console (and /metrics) off.
     console: Console | None = Console()
     folders: tuple[Folder, ...] = ()
+    #: Cluster mode (several nodes, one PostgreSQL); None: one node, the SQLite ``journal``.
+    cluster: Cluster | None = None
     #: Custom profiles: each ``extends:`` a built-in and overrides knobs (daemon/profiles.py).
     profiles: dict[str, Profile] = {}
 

@@ -9,6 +9,12 @@ WeightsError          Stop at once with one line naming ``hotmatte weights
                       fetch``. Never retried: nothing will fix itself.
 JournalUnusable       At start: one line naming the journal and the repair, exit 2
                       (systemd does not restart: ``RestartPreventExitStatus=2``).
+DatabaseUnavailable   Cluster mode: the PostgreSQL server cannot be reached. At
+                      start: one line, exit 1 (systemd restarts the node). While
+                      running: the node stops taking work and waits, retrying
+                      the same journal transition until the server answers;
+                      outcomes of files in flight are recorded then (a file
+                      another node took back meanwhile is not recorded twice).
 InputError            Permanent for that file: the journal marks it failed, the
   UnsupportedInput    original is copied into the folder's ``error_dir`` with a
   CorruptInput        ``<name>.error.json`` beside it. Other files go on.
@@ -123,6 +129,10 @@ class JournalUnusable(HotmatteError):
 
 class UnsafePath(HotmatteError):
     """A request named a path outside the configured folders (or through a link): refused."""
+
+
+class DatabaseUnavailable(HotmatteError):
+    """Cluster mode: the PostgreSQL server cannot be reached (down, restarting, network gone)."""
 
 
 class TransientError(HotmatteError):

@@ -72,3 +72,17 @@ def test_a_bad_profile_is_named_without_echoing_all_its_knobs(tmp_path: Path) ->
     text = "profiles:\n  web: {extends: product, output_format: webp, canvas: 20000x10}\n"
     expected = "c.yaml: profiles.web: output_format webp holds at most 16383 px a side: canvas too large"
     assert problems(text, tmp_path) == [expected]
+
+
+def test_cluster_settings_are_checked_and_named(tmp_path: Path) -> None:
+    assert parse_config("{}", tmp_path).cluster is None  # no cluster: the SQLite journal, no server
+    good = parse_config("cluster: {database: 'postgresql://db/hm', node: ws-1}", tmp_path).cluster
+    assert good is not None and (good.node, good.stalled_after_seconds) == ("ws-1", 30.0)
+    found = problems("cluster: {database: 'postgresql://db/hm', node: 'no spaces', bogus: 1}", tmp_path)
+    assert any(p.startswith("c.yaml: cluster.node:") for p in found)
+    assert any(p.startswith("c.yaml: cluster.bogus: unknown key") for p in found)
+    timing = "cluster: {database: x, node: a, heartbeat_seconds: 20, stalled_after_seconds: 30}"
+    assert problems(timing, tmp_path) == [
+        "c.yaml: cluster: stalled_after_seconds must be at least twice heartbeat_seconds,"
+        " or a live node's files would be taken from it"
+    ]

@@ -52,3 +52,14 @@ def test_systemd_analyze_rates_the_unit_ok() -> None:
     )
     overall = [line for line in result.stdout.splitlines() if "Overall exposure" in line]
     assert result.returncode == 0, overall or result.stderr
+
+
+def test_the_cluster_drop_in_only_opens_the_way_to_the_database() -> None:
+    """systemd/hotmatte-cluster.conf: no hardening of the unit is loosened, only an address allowed."""
+    drop_in = REPO / "systemd" / "hotmatte-cluster.conf"
+    keys = {
+        line.split("=", 1)[0].strip()
+        for line in drop_in.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith(("#", "[")) and "=" in line
+    }
+    assert keys == {"Wants", "After", "StartLimitIntervalSec", "IPAddressAllow"}

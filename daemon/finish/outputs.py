@@ -32,6 +32,7 @@ import errno
 import os
 import secrets
 import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -171,8 +172,11 @@ def _discard(dir_fd: int, name: str) -> None:
         os.unlink(name, dir_fd=dir_fd)
 
 
-def remove_stale_temporaries(root: Path) -> list[Path]:
+def remove_stale_temporaries(root: Path, older_than: float | None = None) -> list[Path]:
     """Delete temporaries a crash left under ``root``; return what was removed.
+
+    ``older_than`` (seconds): only temporaries not modified for that long. Cluster mode passes
+    it, because other nodes may be writing below the same root while this one starts.
 
     The walk works from folder descriptors and never descends into a linked folder, and only
     regular files are deleted (by name in their folder: a link is never deleted through).
@@ -185,6 +189,7 @@ def remove_stale_temporaries(root: Path) -> list[Path]:
     except (ShareUnavailable, FileNotFoundError, NotADirectoryError):
         return []
     removed = []
+    cutoff = time.time() - (older_than or 0.0)
     try:
         # "." relative to the root's descriptor: the root itself may be a (trusted) link.
         for dirpath, _dirnames, filenames, dir_fd in os.fwalk(".", dir_fd=root_fd, follow_symlinks=False):
@@ -195,7 +200,7 @@ def remove_stale_temporaries(root: Path) -> list[Path]:
                     st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
                 except FileNotFoundError:
                     continue
-                if stat.S_ISREG(st.st_mode):
+                if stat.S_ISREG(st.st_mode) and (older_than is None or st.st_mtime < cutoff):
                     _discard(dir_fd, name)
                     removed.append(Path(os.path.normpath(root / dirpath / name)))
     finally:

@@ -33,7 +33,8 @@ from collections.abc import Callable, Mapping
 import structlog
 
 from daemon.config import Folder
-from daemon.journal.store import Entry, Journal
+from daemon.journal.backend import JournalBackend
+from daemon.journal.store import Entry
 
 log = structlog.get_logger("hotmatte")
 
@@ -62,7 +63,7 @@ def _folder_checkable(folder: Folder) -> bool:
 
 
 def prune_journal(
-    journal: Journal,
+    journal: JournalBackend,
     folders: Mapping[str, Folder],
     keep_days: float,
     now: float | None = None,
@@ -89,7 +90,7 @@ class JournalUpkeep:
 
     def __init__(
         self,
-        journal: Journal,
+        journal: JournalBackend,
         folders: Callable[[], Mapping[str, Folder]],
         keep_days: Callable[[], float],
         every: float = PRUNE_EVERY_SECONDS,

@@ -39,8 +39,11 @@ import structlog
 
 from daemon.config import Config, Folder, load_config
 from daemon.console import ConsoleContext, ConsoleServer
-from daemon.errors import ConfigError, JournalUnusable, OutputCollision, ShareUnavailable
+from daemon.errors import ConfigError, DatabaseUnavailable, JournalUnusable, OutputCollision, ShareUnavailable
 from daemon.finish.roots import folder_roots_available, keep_state_beside, remember_roots
+from daemon.journal.backend import JournalBackend
+from daemon.journal.cluster import ClusterJournal
+from daemon.journal.cluster_db import DatabaseWait
 from daemon.journal.faults import DiskFullWait
 from daemon.journal.store import Entry, Journal
 from daemon.journal.upkeep import JournalUpkeep
@@ -65,6 +68,7 @@ RESTART_KEYS = (
     "psd_layer_budget_megapixels",
     "journal",
     "workers",
+    "cluster",
 )
 STATUS_EVERY_SECONDS = 2.0
 #: How often the per-stage timings are logged and saved for `hotmatte status`.
@@ -93,7 +97,7 @@ class Service:
     """The daemon's main loop; see the module docstring."""
 
     def __init__(
-        self, config_path: Path | None, config: Config, journal: Journal, notifier: Notifier
+        self, config_path: Path | None, config: Config, journal: JournalBackend, notifier: Notifier
     ) -> None:
         self._config_path = config_path
         self._config = config
@@ -134,6 +138,8 @@ class Service:
         # Before the (slow) model load, so a stop request during start-up still ends cleanly.
         self._install_signal_handlers()
         self._journal.on_disk_full = self._journal_disk_full
+        if isinstance(self._journal, ClusterJournal):
+            self._journal.on_unavailable = self._database_unavailable
         self.pipeline = build_pipeline(self._config, self._inbox.put)
         keep_state_beside(self._journal.path)
         for folder in self._config.folders:
@@ -169,7 +175,12 @@ class Service:
             log.warning("stop", drained=False, reason="asked to stop while the journal disk is full")
             self.drained = False
             return 0
-        return self._shut_down()
+        try:
+            return self._shut_down()
+        except _StopWhileJournalFull:  # the journal (a cluster's database) went away while draining
+            log.warning("stop", drained=False, reason="the journal could not be written while stopping")
+            self.drained = False
+            return 0
 
     def _abandon(self, fault: JournalUnusable) -> int:
         """The journal became unusable while running: stop at once, exit 2, one line on stderr."""
@@ -193,6 +204,21 @@ class Service:
             )
         self._journal_full = wait
         self._notifier.status(f"waiting for disk space for the journal {wait.path}")
+        self._liveness.waiting()
+        if self._stop_requested:
+            raise _StopWhileJournalFull
+
+    def _database_unavailable(self, wait: DatabaseWait) -> None:
+        """Cluster mode: a journal transition waits for the server. No work is taken meanwhile."""
+        if wait.over:
+            self._journal_full = None
+            log.info("database_back", database=wait.database, waited=round(wait.waited, 1))
+            return
+        if wait.tries == 1:
+            log.error(
+                "database_unavailable", database=wait.database, error=wait.error, waiting="until it answers"
+            )
+            self._notifier.status(f"waiting for the cluster database {wait.database}")
         self._liveness.waiting()
         if self._stop_requested:
             raise _StopWhileJournalFull
@@ -582,6 +608,13 @@ class Service:
         self._liveness.tick(now, busy=self._busy, healthy=self.healthy, details=self._details)
 
 
+def open_journal(config: Config) -> JournalBackend:
+    """The SQLite journal, or with ``cluster:`` the shared PostgreSQL one (this node a worker)."""
+    if config.cluster is not None:
+        return ClusterJournal(config.cluster, config.journal)
+    return Journal.open(config.journal)
+
+
 def run_daemon(config_path: Path | None) -> int:
     """Entry point of ``hotmatte run``; returns the process exit code."""
     configure_logging("info")
@@ -589,7 +622,10 @@ def run_daemon(config_path: Path | None) -> int:
     config = load_config(config_path)
     configure_logging(config.log_level, config.log_format)
     try:
-        journal = Journal.open(config.journal)
+        journal = open_journal(config)
+    except DatabaseUnavailable as exc:  # systemd restarts us: the server may be starting too
+        print(f"hotmatte: {exc}", file=sys.stderr)
+        return 1
     except JournalUnusable as exc:
         print(f"hotmatte: {exc}", file=sys.stderr)
         return EXIT_SETUP

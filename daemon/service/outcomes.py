@@ -31,7 +31,8 @@ from daemon.errors import (
     TransientError,
 )
 from daemon.finish.failures import describe, move_to_done, record_failure
-from daemon.journal.store import Entry, Journal
+from daemon.journal.backend import JournalBackend
+from daemon.journal.store import Entry
 from daemon.pipeline.stages import Outcome
 from daemon.service.disk_space import MAX_PROBE_SECONDS, SpaceWaits
 
@@ -53,7 +54,9 @@ class Running:
 class OutcomeRecorder:
     """Turns outcomes into journal transitions, log events and error records."""
 
-    def __init__(self, journal: Journal, retry: Callable[[], Retry], space: SpaceWaits | None = None) -> None:
+    def __init__(
+        self, journal: JournalBackend, retry: Callable[[], Retry], space: SpaceWaits | None = None
+    ) -> None:
         self._journal = journal
         self._retry = retry
         self.space = space or SpaceWaits(retry().backoff_seconds)

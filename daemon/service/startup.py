@@ -11,13 +11,16 @@ from daemon.beneath import open_directory, parts_of
 from daemon.config import Config
 from daemon.errors import SymlinkNotFollowed
 from daemon.finish.outputs import Destination, remove_stale_temporaries
-from daemon.journal.store import Journal
+from daemon.journal.backend import JournalBackend
 from daemon.service.folder_files import destination_for
 
 log = structlog.get_logger("hotmatte")
 
+#: Cluster mode: a temporary untouched this long is a dead node's, not another node's write in progress.
+CLUSTER_STALE_TEMPORARY_SECONDS = 900.0
 
-def recover_interrupted(config: Config, journal: Journal) -> None:
+
+def recover_interrupted(config: Config, journal: JournalBackend) -> None:
     """Rows a crash left running go back to pending, unless their output was written meanwhile."""
     folders = {f.name: f for f in config.folders}
     for entry in journal.reset_running():
@@ -37,7 +40,10 @@ def recover_interrupted(config: Config, journal: Journal) -> None:
 
 
 def remove_stale_temporaries_below(config: Config) -> None:
-    """Remove the temporaries a crash left below every output, error, done and review root."""
+    """Remove the temporaries a crash left below every output, error, done and review root.
+
+    In cluster mode other nodes write below the same roots: only temporaries untouched for
+    :data:`CLUSTER_STALE_TEMPORARY_SECONDS` are removed."""
     roots = {
         r
         for f in config.folders
@@ -45,7 +51,8 @@ def remove_stale_temporaries_below(config: Config) -> None:
     }
     for root in sorted(roots):
         try:
-            removed = remove_stale_temporaries(root)
+            older = CLUSTER_STALE_TEMPORARY_SECONDS if config.cluster is not None else None
+            removed = remove_stale_temporaries(root, older_than=older)
         except OSError as exc:
             log.warning("stale_cleanup_failed", root=str(root), error=str(exc))
             continue

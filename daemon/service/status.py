@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import TextIO
 
 from daemon.config import Config, load_config
-from daemon.errors import ConfigError
+from daemon.errors import ConfigError, DatabaseUnavailable, JournalUnusable
+from daemon.journal.backend import JournalBackend
+from daemon.journal.cluster import ClusterJournal
+from daemon.journal.cluster_db import redacted
 from daemon.journal.names import printable
 from daemon.journal.store import STATES, Journal, State
 from daemon.pipeline.stage_stats import load_report, report_path_for
@@ -44,7 +47,7 @@ def format_counts(
     return lines
 
 
-def format_failures(journal: Journal, limit: int = FAILURES_SHOWN) -> list[str]:
+def format_failures(journal: JournalBackend, limit: int = FAILURES_SHOWN) -> list[str]:
     failures = journal.recent_failures(limit)
     if not failures:
         return ["no failures"]
@@ -56,7 +59,7 @@ def format_failures(journal: Journal, limit: int = FAILURES_SHOWN) -> list[str]:
     return lines
 
 
-def format_space_waits(journal: Journal) -> list[str]:
+def format_space_waits(journal: JournalBackend) -> list[str]:
     """Folders whose files wait for disk space (a full disk never fails a file: daemon.service.disk_space)."""
     return [
         f"{folder}: {n} file(s) waiting for disk space ({printable(reason)})"
@@ -64,11 +67,13 @@ def format_space_waits(journal: Journal) -> list[str]:
     ]
 
 
-def render_status(config: Config, journal: Journal) -> str:
+def render_status(config: Config, journal: JournalBackend) -> str:
     counts = journal.counts()
     configured = [f.name for f in config.folders]
     table = format_counts(counts, configured, journal.in_review())
-    lines = [f"journal: {journal.path}", *table, *format_space_waits(journal)]
+    lines = [f"journal: {_where(journal)}", *table, *format_space_waits(journal)]
+    if isinstance(journal, ClusterJournal):
+        lines += ["", *format_nodes(journal)]
     lines += ["", *format_failures(journal)]
     stages = load_report(report_path_for(journal.path))
     if stages is not None:
@@ -80,11 +85,35 @@ def render_status(config: Config, journal: Journal) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _where(journal: JournalBackend) -> str:
+    if isinstance(journal, ClusterJournal):
+        return f"cluster database {redacted(journal.settings.database)}"
+    return str(journal.path)
+
+
+def format_nodes(journal: ClusterJournal) -> list[str]:
+    """One line per node: silent for how long (its heartbeat), running now, done, taken back from it."""
+    nodes = journal.nodes()
+    if not nodes:
+        return ["no node has run yet"]
+    stalled = journal.settings.stalled_after_seconds
+    lines = [
+        f"{'node':<16}  {'state':<8}  {'heartbeat':>10}  {'running':>8}  {'done':>8}  {'taken back':>10}"
+    ]
+    for n in nodes:
+        state = "alive" if n["silent_seconds"] < stalled else "silent"
+        lines.append(
+            f"{n['node']:<16}  {state:<8}  {n['silent_seconds']:>8.0f} s  {n['running']:>8}  {n['done']:>8}"
+            f"  {n['taken_back']:>10}"
+        )
+    return lines
+
+
 def _when(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
 
 
-def status_document(config: Config, journal: Journal) -> dict[str, object]:
+def status_document(config: Config, journal: JournalBackend) -> dict[str, object]:
     """What :func:`render_status` shows, as plain data (the ``--json`` schema in the README)."""
     counts = journal.counts()
     configured = [f.name for f in config.folders]
@@ -110,13 +139,19 @@ def status_document(config: Config, journal: Journal) -> dict[str, object]:
         for e in journal.recent_failures(FAILURES_SHOWN)
     ]
     stages = load_report(report_path_for(journal.path))
-    return {
+    document: dict[str, object] = {
         "schema": JSON_SCHEMA,
-        "journal": str(journal.path),
+        "journal": _where(journal),
         "folders": folders,
         "failures": failures,
         "stages": stages.to_dict() if stages is not None else None,
     }
+    if isinstance(journal, ClusterJournal):
+        document["nodes"] = [
+            {**n, "alive": n["silent_seconds"] < journal.settings.stalled_after_seconds}
+            for n in journal.nodes()
+        ]
+    return document
 
 
 def show_status(config_path: Path | None, out: TextIO = sys.stdout, *, as_json: bool = False) -> int:
@@ -130,6 +165,17 @@ def show_status(config_path: Path | None, out: TextIO = sys.stdout, *, as_json: 
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
+    if config.cluster is not None:
+        try:
+            cluster = ClusterJournal(config.cluster, config.journal, worker=False)
+        except (DatabaseUnavailable, JournalUnusable) as exc:
+            print(f"hotmatte: {exc}", file=sys.stderr)
+            return 1
+        try:
+            _show(config, cluster, out, as_json)
+        finally:
+            cluster.close()
+        return 0
     if not config.journal.exists():
         message = f"no journal at {config.journal} yet: the daemon has not run with this config"
         print(message, file=sys.stderr if as_json else out)
@@ -137,13 +183,17 @@ def show_status(config_path: Path | None, out: TextIO = sys.stdout, *, as_json: 
     try:
         journal = Journal.open_read_only(config.journal)
         try:
-            if as_json:
-                out.write(json.dumps(status_document(config, journal), indent=2) + "\n")
-            else:
-                out.write(render_status(config, journal))
+            _show(config, journal, out, as_json)
         finally:
             journal.close()
     except sqlite3.Error as exc:
         print(f"cannot read the journal {config.journal}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _show(config: Config, journal: JournalBackend, out: TextIO, as_json: bool) -> None:
+    if as_json:
+        out.write(json.dumps(status_document(config, journal), indent=2) + "\n")
+    else:
+        out.write(render_status(config, journal))

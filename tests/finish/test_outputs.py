@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -114,6 +115,17 @@ def test_stale_temporaries_are_removed_and_outputs_kept(tmp_path: Path) -> None:
     older.write_bytes(b"half")
     assert sorted(remove_stale_temporaries(tmp_path)) == sorted([stale, older])
     assert keep.exists() and not stale.exists() and not older.exists()
+
+
+def test_with_an_age_only_temporaries_untouched_that_long_are_removed(tmp_path: Path) -> None:
+    """Cluster mode: another node may be writing its temporary below the same root right now."""
+    dead = tmp_path / f"{TEMP_MARKER}00000000000000aa"
+    dead.write_bytes(b"half")
+    os.utime(dead, (time.time() - 3600, time.time() - 3600))
+    live = tmp_path / f"{TEMP_MARKER}00000000000000bb"
+    live.write_bytes(b"being written")
+    assert remove_stale_temporaries(tmp_path, older_than=900) == [dead]
+    assert live.exists()
 
 
 def test_stale_cleanup_never_walks_into_a_linked_folder_or_deletes_through_a_link(tmp_path: Path) -> None:
