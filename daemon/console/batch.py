@@ -30,7 +30,7 @@ from daemon.config import Config
 from daemon.console import uploads
 from daemon.console.context import ConsoleContext
 from daemon.console.preview import SUFFIX_BY_FORMAT, EngineSource
-from daemon.console.tryout import all_profiles, default_profile, readable
+from daemon.console.tryout import all_profiles, default_profile, error_response, readable
 from daemon.finish.cutout import cut_out
 from daemon.finish.outputs import Destination
 from daemon.io.detect import open_image
@@ -170,7 +170,7 @@ def routes(ctx: ConsoleContext, templates: Jinja2Templates) -> list[BaseRoute]:
         except Exception as exc:
             shutil.rmtree(folder, ignore_errors=True)
             status = exc.status if isinstance(exc, uploads.UploadRefused) else 400
-            return render(request, "try_error.html", {"problems": readable(exc)}, status)
+            return error_response(templates, request, exc, status)
         job = BatchJob(folder, received.files, profiles[name])
         with lock:
             jobs[batch_id] = job

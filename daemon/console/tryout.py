@@ -59,6 +59,13 @@ def readable(exc: BaseException) -> list[str]:
     return [f"unexpected {type(exc).__name__}: {exc}"]
 
 
+def error_response(templates: Jinja2Templates, request: Request, exc: BaseException, status: int) -> Response:
+    """The readable error fragment. HTMX swaps only 2xx answers in, so its requests get 200 (the
+    operator must read why); any other client gets the real status."""
+    code = 200 if request.headers.get("HX-Request") == "true" else status
+    return templates.TemplateResponse(request, "try_error.html", {"problems": readable(exc)}, status_code=code)
+
+
 def routes(ctx: ConsoleContext, templates: Jinja2Templates) -> list[BaseRoute]:
     """The Try page's routes (added to the app by :func:`daemon.console.app.build_app`)."""
     root = ctx.state_dir / "try"
@@ -69,7 +76,7 @@ def routes(ctx: ConsoleContext, templates: Jinja2Templates) -> list[BaseRoute]:
         return templates.TemplateResponse(request, name, dict(values), status_code=status)
 
     def error(request: Request, exc: BaseException, status: int = 400) -> Response:
-        return render(request, "try_error.html", {"problems": readable(exc)}, status)
+        return error_response(templates, request, exc, status)
 
     def image_folder(request: Request) -> Path:
         image_id = request.path_params["image"]
