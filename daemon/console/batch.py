@@ -54,6 +54,7 @@ class BatchJob:
     files: list[tuple[str, Path]]
     profile: Profile
     done: int = 0
+    #: "name: why" per failed file (the zip holds the full record).
     failed: list[str] = field(default_factory=list)
     finished: bool = False
     zip_path: Path | None = None
@@ -71,7 +72,7 @@ class BatchJob:
             try:
                 _one(path, label, out / f"{stem}{SUFFIX_BY_FORMAT[self.profile.output_format]}", self.profile, engine, config)
             except Exception as exc:  # one file's failure is that file's record, never the batch's end
-                self.failed.append(label)
+                self.failed.append(f"{label}: {readable(exc)[0]}")
                 (out / f"{stem}.error.txt").write_text(_record(label, exc), encoding="utf-8")
             finally:
                 path.unlink(missing_ok=True)  # the upload is used: gone

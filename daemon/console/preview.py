@@ -31,6 +31,7 @@ from daemon.io.raster import shrink_to
 from daemon.matting.engine import MattingEngine, load_engine, prepare
 from daemon.pipeline.stages import proxy_side
 from daemon.profiles import Profile, pixel_scale
+from daemon.refine.guided import MAX_STEP, align
 
 #: Long side of the preview image: small enough that a slider move re-finishes it well under a
 #: second on a CPU (bench/console_try.py), big enough to judge an edge.
@@ -161,7 +162,12 @@ def render_preview(image: Analysed, profile: Profile, device: torch.device) -> t
     if out.exists() and mask.exists():
         return out, mask
     small = preview_profile(profile, image.size, (image.preview.shape[1], image.preview.shape[0]))
-    result = cut_out(ArrayReader(image.preview), image.alpha, Destination.at(out), small, device=device)
+    # One band for the whole preview: the result does not depend on the band size, and one window
+    # spares the halo rows a second window would refine and decontaminate again (~25 % here).
+    rows = align(image.preview.shape[0], MAX_STEP)
+    result = cut_out(
+        ArrayReader(image.preview), image.alpha, Destination.at(out), small, band_rows=rows, device=device
+    )
     assert result.mask is not None
     _keep_newest(image.folder, "preview-*", 40)
     return result.output, result.mask
