@@ -31,7 +31,11 @@ sys.path.insert(0, str(REPO))
 RESULTS = REPO / "bench" / "results"
 WIDTH, HEIGHT = 4000, 3000
 #: (knob, values to step through): each move is a different setting, so no preview is a cache hit.
-MOVES = [("erode", [1, 2, 3, 4, 5, 6]), ("feather", [1, 2, 3, 4, 5, 6]), ("alpha_threshold", [10, 20, 30, 40])]
+MOVES = [
+    ("erode", [1, 2, 3, 4, 5, 6]),
+    ("feather", [1, 2, 3, 4, 5, 6]),
+    ("alpha_threshold", [10, 20, 30, 40]),
+]
 
 MEASURE_JS = """
 ([name, value]) => new Promise((resolve) => {

@@ -70,7 +70,14 @@ class BatchJob:
         for label, path in self.files:
             stem = _unique(Path(label).stem or "file", taken)
             try:
-                _one(path, label, out / f"{stem}{SUFFIX_BY_FORMAT[self.profile.output_format]}", self.profile, engine, config)
+                _one(
+                    path,
+                    label,
+                    out / f"{stem}{SUFFIX_BY_FORMAT[self.profile.output_format]}",
+                    self.profile,
+                    engine,
+                    config,
+                )
             except Exception as exc:  # one file's failure is that file's record, never the batch's end
                 self.failed.append(f"{label}: {readable(exc)[0]}")
                 (out / f"{stem}.error.txt").write_text(_record(label, exc), encoding="utf-8")
@@ -92,7 +99,9 @@ def _unique(stem: str, taken: set[str]) -> str:
     return candidate
 
 
-def _one(source: Path, label: str, target: Path, profile: Profile, engine: MattingEngine, config: Config) -> None:
+def _one(
+    source: Path, label: str, target: Path, profile: Profile, engine: MattingEngine, config: Config
+) -> None:
     """What the pipeline's stages do to one file: header check before decoding, model, finish."""
     reader = open_image(
         source,
@@ -103,7 +112,9 @@ def _one(source: Path, label: str, target: Path, profile: Profile, engine: Matti
     try:
         proxy = reader.proxy(proxy_side(*reader.info.oriented_size, engine.size))
         alpha = engine.predict([prepare(proxy, engine.size)])[0]
-        cut_out(reader, alpha, Destination.at(target), profile, device=engine.device, proxy=proxy, engine=engine)
+        cut_out(
+            reader, alpha, Destination.at(target), profile, device=engine.device, proxy=proxy, engine=engine
+        )
     finally:
         reader.close()
 
@@ -133,6 +144,9 @@ def routes(ctx: ConsoleContext, templates: Jinja2Templates) -> list[BaseRoute]:
     jobs: dict[str, BatchJob] = {}
     engines = EngineSource()
     lock = threading.Lock()
+    # One batch at a time: a second one waits (its bar stays at 0) instead of halving the first's
+    # share of the CPU, and the hot folders' own work keeps the rest.
+    running = threading.Lock()
 
     def render(request: Request, name: str, values: Mapping[str, object], status: int = 200) -> Response:
         return templates.TemplateResponse(request, name, dict(values), status_code=status)
@@ -140,12 +154,15 @@ def routes(ctx: ConsoleContext, templates: Jinja2Templates) -> list[BaseRoute]:
     async def page(request: Request) -> Response:
         profiles = list(all_profiles(ctx))
         return render(
-            request, "batch.html", {"profiles": profiles, "profile": default_profile(ctx), "max_files": MAX_FILES}
+            request,
+            "batch.html",
+            {"profiles": profiles, "profile": default_profile(ctx), "max_files": MAX_FILES},
         )
 
     def work(job: BatchJob) -> None:
         try:
-            job.run(engines.get(ctx.engine(), ctx.config()), ctx.config())
+            with running:
+                job.run(engines.get(ctx.engine(), ctx.config()), ctx.config())
         except Exception as exc:  # no engine, disk full for the zip: shown on the page, never raised
             job.failed.append(f"the batch stopped: {readable(exc)[0]}")
             job.finished = True

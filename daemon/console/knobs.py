@@ -100,7 +100,9 @@ def background_choices() -> list[str]:
 def _optional_shadow() -> bool:
     """True while ``Profile.shadow`` is ``Shadow | None`` (the form's checkbox relies on it)."""
     annotation = Profile.model_fields["shadow"].annotation
-    return typing.get_origin(annotation) in (Union, types.UnionType) and type(None) in typing.get_args(annotation)
+    return typing.get_origin(annotation) in (Union, types.UnionType) and type(None) in typing.get_args(
+        annotation
+    )
 
 
 def profile_from_form(form: Mapping[str, str], name: str = "try") -> Profile:
@@ -120,8 +122,11 @@ def profile_from_form(form: Mapping[str, str], name: str = "try") -> Profile:
         lines = []
         for error in exc.errors():
             where = ".".join(str(p) for p in error["loc"]) or "profile"
-            lines.append(f"{where}: {error['msg'].removeprefix('Value error, ')} (got {error.get('input')!r})"
-                         if error["loc"] else f"{error['msg'].removeprefix('Value error, ')}")
+            lines.append(
+                f"{where}: {error['msg'].removeprefix('Value error, ')} (got {error.get('input')!r})"
+                if error["loc"]
+                else f"{error['msg'].removeprefix('Value error, ')}"
+            )
         raise ConfigError(lines) from None
 
 

@@ -45,7 +45,9 @@ class ArrayReader:
     def __init__(self, rgb: np.ndarray) -> None:
         self._rgb = rgb
         h, w = rgb.shape[:2]
-        self.info = ImageInfo(format="png", width=w, height=h, channels=3, bit_depth=8, colour="rgb", has_alpha=False)
+        self.info = ImageInfo(
+            format="png", width=w, height=h, channels=3, bit_depth=8, colour="rgb", has_alpha=False
+        )
 
     def proxy(self, max_side: int) -> np.ndarray:
         return shrink_to(self._rgb, max_side)
@@ -111,7 +113,11 @@ def analyse(source: Path, name: str, folder: Path, engine: MattingEngine, config
         size = reader.info.oriented_size
         proxy = reader.proxy(proxy_side(*size, engine.size))  # as the pipeline's decode stage does
         alpha = engine.predict([prepare(proxy, engine.size)])[0]
-        small = shrink_to(proxy, PREVIEW_SIDE) if max(proxy.shape[:2]) >= PREVIEW_SIDE else reader.proxy(PREVIEW_SIDE)
+        small = (
+            shrink_to(proxy, PREVIEW_SIDE)
+            if max(proxy.shape[:2]) >= PREVIEW_SIDE
+            else reader.proxy(PREVIEW_SIDE)
+        )
     finally:
         reader.close()
     np.save(folder / "alpha.npy", alpha)
@@ -186,7 +192,9 @@ def render_full(
     try:
         stem = Path(image.name).stem or "result"
         target = image.folder / f"{stem}{SUFFIX_BY_FORMAT[profile.output_format]}"
-        return cut_out(reader, image.alpha, Destination.at(target), profile, device=engine.device, engine=engine)
+        return cut_out(
+            reader, image.alpha, Destination.at(target), profile, device=engine.device, engine=engine
+        )
     finally:
         reader.close()
 

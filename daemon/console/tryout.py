@@ -63,7 +63,9 @@ def error_response(templates: Jinja2Templates, request: Request, exc: BaseExcept
     """The readable error fragment. HTMX swaps only 2xx answers in, so its requests get 200 (the
     operator must read why); any other client gets the real status."""
     code = 200 if request.headers.get("HX-Request") == "true" else status
-    return templates.TemplateResponse(request, "try_error.html", {"problems": readable(exc)}, status_code=code)
+    return templates.TemplateResponse(
+        request, "try_error.html", {"problems": readable(exc)}, status_code=code
+    )
 
 
 def routes(ctx: ConsoleContext, templates: Jinja2Templates) -> list[BaseRoute]:
@@ -96,9 +98,11 @@ def routes(ctx: ConsoleContext, templates: Jinja2Templates) -> list[BaseRoute]:
             {"folders": folders, "folder": chosen, "files": uploads.list_folder(config, chosen)},
         )
 
-    async def workspace(request: Request, image: Analysed) -> Response:
+    async def workspace(request: Request, image: Analysed, folder: str | None = None) -> Response:
         profiles = all_profiles(ctx)
-        chosen = default_profile(ctx)
+        # A hot-folder file opens with that folder's profile: what the daemon would do to it.
+        own = [f.profile for f in ctx.config().folders if f.name == folder]
+        chosen = own[0] if own and own[0] in profiles else default_profile(ctx)
         return render(
             request,
             "try_workspace.html",
@@ -153,7 +157,7 @@ def routes(ctx: ConsoleContext, templates: Jinja2Templates) -> list[BaseRoute]:
         except Exception as exc:
             shutil.rmtree(folder, ignore_errors=True)
             return error(request, exc, 403 if isinstance(exc, uploads.PathRefused) else 400)
-        return await workspace(request, image)
+        return await workspace(request, image, folder_name)
 
     async def knob_panel(request: Request) -> Response:
         profiles = all_profiles(ctx)

@@ -21,6 +21,7 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -28,6 +29,9 @@ from starlette.requests import Request
 
 from daemon.beneath import open_regular_file
 from daemon.config import Config
+
+if TYPE_CHECKING:  # a typing-only name in python_multipart
+    from python_multipart.multipart import MultipartCallbacks
 
 SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,5}$")
 
@@ -123,7 +127,7 @@ class _Parser:
         self._text: bytearray | None = None
         self._file: object | None = None
 
-    def callbacks(self) -> dict[str, object]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._begin,
             "on_header_field": self._header_field,
@@ -251,7 +255,7 @@ def clear_scratch(state_dir: Path, name: str) -> None:
 
 
 def prune_older(folder: Path, keep: int, max_age_seconds: float) -> None:
-    """Keep the ``keep`` newest sub-folders of ``folder`` younger than ``max_age_seconds``; remove the rest."""
+    """Keep the ``keep`` newest sub-folders of ``folder`` under ``max_age_seconds`` old; remove the rest."""
     try:
         entries = sorted(
             (e for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)),

@@ -33,11 +33,15 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Analysed]:
     rgb = cv2.resize(photo("astronaut"), FULL, interpolation=cv2.INTER_CUBIC)
     source = folder / "full.png"
     Image.fromarray(rgb).save(source)
-    small = cv2.resize(rgb, (PREVIEW_SIDE, round(PREVIEW_SIDE * FULL[1] / FULL[0])), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        rgb, (PREVIEW_SIDE, round(PREVIEW_SIDE * FULL[1] / FULL[0])), interpolation=cv2.INTER_AREA
+    )
     return source, Analysed(folder, "full.png", FULL, small, _alpha())
 
 
-def _daemon_output_at_preview_scale(source: Path, alpha: np.ndarray, profile: Profile, size: tuple[int, int]) -> np.ndarray:
+def _daemon_output_at_preview_scale(
+    source: Path, alpha: np.ndarray, profile: Profile, size: tuple[int, int]
+) -> np.ndarray:
     out = source.with_name(f"daemon-{profile.erode}-{profile.feather}.png")
     reader = open_image(source, max_megapixels=250)
     try:
@@ -52,7 +56,9 @@ def _alpha_of(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGBA"), np.float32)[..., 3]
 
 
-def test_the_preview_matches_the_daemons_full_resolution_output_scaled_down(scene: tuple[Path, Analysed]) -> None:
+def test_the_preview_matches_the_daemons_full_resolution_output_scaled_down(
+    scene: tuple[Path, Analysed],
+) -> None:
     source, image = scene
     profile = Profile(name="t", erode=6.0, feather=4.0, alpha_threshold=10)
     preview, mask = render_preview(image, profile, torch.device("cpu"))
@@ -62,7 +68,9 @@ def test_the_preview_matches_the_daemons_full_resolution_output_scaled_down(scen
     assert np.abs(got - daemon[..., 3]).mean() < 1.0  # of 255: resampling noise only
     assert np.array_equal(np.asarray(Image.open(mask).convert("L"), np.float32), got)
     # Without the preview's length scaling the edge would sit visibly elsewhere: the check has teeth.
-    unscaled = render_preview(image, profile.model_copy(update={"erode": 6.0 * 3000 / 2048}), torch.device("cpu"))[0]
+    unscaled = render_preview(
+        image, profile.model_copy(update={"erode": 6.0 * 3000 / 2048}), torch.device("cpu")
+    )[0]
     assert np.abs(_alpha_of(unscaled) - daemon[..., 3]).mean() > 2 * np.abs(got - daemon[..., 3]).mean()
 
 

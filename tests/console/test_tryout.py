@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import struct
-import urllib.request
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from PIL import Image
-from playwright.sync_api import APIResponse, Page, expect
+from playwright.sync_api import APIResponse, FilePayload, Page, expect
 
 from daemon.config import parse_config
 from tests.conftest import photo
@@ -70,7 +69,9 @@ def portrait() -> bytes:
 
 def open_try(page: Page, base: str, jpeg: bytes) -> None:
     page.goto(base + "try")
-    page.set_input_files("#try-upload input[type=file]", {"name": "photo.jpg", "mimeType": "image/jpeg", "buffer": jpeg})
+    page.set_input_files(
+        "#try-upload input[type=file]", {"name": "photo.jpg", "mimeType": "image/jpeg", "buffer": jpeg}
+    )
     page.click("#try-upload button")
     expect(page.locator("#preview-img")).to_be_visible(timeout=120_000)
 
@@ -94,10 +95,17 @@ def png_header_only(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
-def test_leftover_uploads_of_a_previous_run_are_removed_when_the_console_starts(console: tuple[str, Path, Path]) -> None:
+def test_leftover_uploads_of_a_previous_run_are_removed_when_the_console_starts(
+    console: tuple[str, Path, Path],
+) -> None:
     _, state, _ = console
     assert not (state / "try" / "0123456789abcdef").exists()
     assert not (state / "batch" / "0123456789abcdef").exists()
@@ -112,7 +120,9 @@ def test_moving_a_slider_on_try_changes_the_preview_and_its_mask(
     before_mask = page.get_attribute("#mask-img", "src")
     assert before_src and before_mask
     set_slider(page, "erode", 12)
-    page.wait_for_function(f"document.querySelector('#preview-img').getAttribute('src') !== '{before_src}'", timeout=60_000)
+    page.wait_for_function(
+        f"document.querySelector('#preview-img').getAttribute('src') !== '{before_src}'", timeout=60_000
+    )
     after_src = page.get_attribute("#preview-img", "src")
     after_mask = page.get_attribute("#mask-img", "src")
     assert after_src and after_mask
@@ -199,14 +209,16 @@ def test_try_opens_a_file_picked_from_a_hot_folder(console: tuple[str, Path, Pat
 def test_a_hot_folder_pick_outside_the_folder_or_through_a_link_is_refused(
     console: tuple[str, Path, Path], page: Page, path: str
 ) -> None:
-    base, state, _ = console
+    base, _, _ = console
     page.goto(base + "try")
     response = post(page, base + "try/pick", form={"folder": "hot", "path": path})
     assert response.status == 403, response.text()
     assert "did not work" in response.text()
 
 
-def test_a_pick_from_a_folder_that_is_not_configured_is_refused(console: tuple[str, Path, Path], page: Page) -> None:
+def test_a_pick_from_a_folder_that_is_not_configured_is_refused(
+    console: tuple[str, Path, Path], page: Page
+) -> None:
     base, _, _ = console
     page.goto(base + "try")
     response = post(page, base + "try/pick", form={"folder": "..", "path": "hot/photo.jpg"})
@@ -220,7 +232,11 @@ def test_an_upload_over_upload_max_mb_is_refused_before_it_is_stored(
     page.goto(base + "try")
     before = set((state / "try").iterdir()) if (state / "try").exists() else set()
     big = b"\xff\xd8\xff" + b"\0" * (UPLOAD_MAX_MB * 1_000_000 + 10)
-    response = post(page, base + "try/upload", multipart={"image": {"name": "big.jpg", "mimeType": "image/jpeg", "buffer": big}})
+    response = post(
+        page,
+        base + "try/upload",
+        multipart={"image": {"name": "big.jpg", "mimeType": "image/jpeg", "buffer": big}},
+    )
     assert response.status == 413
     assert "upload_max_mb" in response.text()
     assert set((state / "try").iterdir()) == before  # nothing of it kept
@@ -247,7 +263,7 @@ def test_a_batch_is_uploaded_processed_and_unzipped_with_a_readable_record_per_f
 ) -> None:
     base, state, _ = console
     page.goto(base + "batch")
-    files = [
+    files: list[FilePayload] = [
         {"name": "one.jpg", "mimeType": "image/jpeg", "buffer": jpeg},
         {"name": "two.jpg", "mimeType": "image/jpeg", "buffer": portrait},
         {"name": "broken.jpg", "mimeType": "image/jpeg", "buffer": jpeg[: len(jpeg) // 3]},
@@ -275,14 +291,21 @@ def test_a_batch_is_uploaded_processed_and_unzipped_with_a_readable_record_per_f
     assert not any((state / "batch").iterdir())  # uploads and results gone once downloaded
 
 
-def test_a_batch_of_more_than_fifty_files_is_refused(console: tuple[str, Path, Path], page: Page, jpeg: bytes) -> None:
-    base, state, _ = console
+def test_a_batch_of_more_than_fifty_files_is_refused(
+    console: tuple[str, Path, Path], page: Page, jpeg: bytes
+) -> None:
+    base, _, _ = console
     page.goto(base + "batch")
     files = {"profile": "raw"}
     response = post(
         page,
         base + "batch",
-        multipart={**files, **{f"files{i}": {"name": f"{i}.jpg", "mimeType": "image/jpeg", "buffer": b"x"} for i in range(51)}},
+        multipart={
+            **files,
+            **{
+                f"files{i}": {"name": f"{i}.jpg", "mimeType": "image/jpeg", "buffer": b"x"} for i in range(51)
+            },
+        },
     )
     assert response.status == 400
     assert "at most 50 files" in response.text()

@@ -8,13 +8,32 @@ from pathlib import Path
 import pytest
 
 from daemon.config import Config, Folder
-from daemon.console.uploads import PathRefused, clean_relative, label, list_folder, resolve_in_folder, stored_name
+from daemon.console.uploads import (
+    PathRefused,
+    clean_relative,
+    label,
+    list_folder,
+    resolve_in_folder,
+    stored_name,
+)
 
 
 @pytest.mark.parametrize(
     "relative",
-    ["../x.jpg", "a/../../x.jpg", "%2e%2e/x.jpg", "%2E%2E%2Fx.jpg", "%252e%252e%252fx.jpg", "/etc/passwd",
-     "%2fetc%2fpasswd", "..\\x.jpg", "a\x00b.jpg", "", ".", "%25252525252e"],
+    [
+        "../x.jpg",
+        "a/../../x.jpg",
+        "%2e%2e/x.jpg",
+        "%2E%2E%2Fx.jpg",
+        "%252e%252e%252fx.jpg",
+        "/etc/passwd",
+        "%2fetc%2fpasswd",
+        "..\\x.jpg",
+        "a\x00b.jpg",
+        "",
+        ".",
+        "%25252525252e",
+    ],
 )
 def test_paths_leaving_the_folder_in_any_encoding_are_refused(relative: str) -> None:
     with pytest.raises(PathRefused):
