@@ -22,7 +22,7 @@ from pydantic.fields import FieldInfo
 
 from daemon.config import parse_config
 from daemon.errors import ConfigError
-from daemon.profiles import BUILTIN_PROFILES, COLOUR_PRESETS, Profile, Shadow
+from daemon.profiles import BUILTIN_PROFILES, COLOUR_PRESETS, Profile, Shadow, background_kind
 
 #: (slider max, step) where the model's own bound is impractical for a slider.
 HINTS: dict[str, tuple[float, float]] = {
@@ -105,8 +105,30 @@ def _optional_shadow() -> bool:
     )
 
 
-def profile_from_form(form: Mapping[str, str], name: str = "try") -> Profile:
-    """The knobs a form sent, validated as the config validates a profile; :class:`ConfigError` lines."""
+def allowed_backgrounds(profiles: Mapping[str, Profile]) -> set[str]:
+    """Background images the config already uses: the only files a form may name as a background."""
+    return {p.background for p in profiles.values() if background_kind(p.background) == "image"}
+
+
+def profile_from_form(form: Mapping[str, str], allowed_images: set[str], name: str = "try") -> Profile:
+    """The knobs a form sent, validated as the config validates a profile; :class:`ConfigError` lines.
+
+    A background image must be one of ``allowed_images``: no request may name another file on the
+    server (it would be read and shown, or its existence told).
+    """
+    background = form.get("background", "transparent")
+    try:
+        image = background_kind(background) == "image"
+    except ValueError:
+        image = False  # reported by the validation below, with the other problems
+    if image and background not in allowed_images:
+        known = ", ".join(sorted(allowed_images)) or "none are configured"
+        raise ConfigError(
+            [
+                f"background: an image background must be one a configured profile uses ({known}); "
+                f"{background!r} is not"
+            ]
+        )
     data: dict[str, Any] = {"name": name}
     shadow: dict[str, str] = {}
     for key, value in form.items():

@@ -33,9 +33,9 @@ from daemon.pipeline.stages import proxy_side
 from daemon.profiles import Profile, pixel_scale
 from daemon.refine.guided import MAX_STEP, align
 
-#: Long side of the preview image: small enough that a slider move re-finishes it well under a
-#: second on a CPU (bench/console_try.py), big enough to judge an edge.
-PREVIEW_SIDE = 1024
+#: Long side of the preview image: small enough that a slider move re-finishes it quickly on a CPU
+#: (bench/console_try.py: 1024 cost ~1.8× as much), and still more pixels than the page shows it at.
+PREVIEW_SIDE = 768
 SUFFIX_BY_FORMAT = {"png": ".png", "tiff": ".tif", "jpeg": ".jpg", "webp": ".webp"}
 
 

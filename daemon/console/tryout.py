@@ -45,6 +45,10 @@ def all_profiles(ctx: ConsoleContext) -> dict[str, Profile]:
     return {**BUILTIN_PROFILES, **ctx.config().profiles}
 
 
+def images(ctx: ConsoleContext) -> set[str]:
+    return knobs.allowed_backgrounds(all_profiles(ctx))
+
+
 def default_profile(ctx: ConsoleContext) -> str:
     folders = ctx.config().folders
     return folders[0].profile if folders else "portrait"
@@ -178,7 +182,7 @@ def routes(ctx: ConsoleContext, templates: Jinja2Templates) -> list[BaseRoute]:
         try:
             folder = image_folder(request)
             form = {k: str(v) for k, v in (await request.form()).multi_items()}
-            profile = knobs.profile_from_form(form)
+            profile = knobs.profile_from_form(form, images(ctx))
             image = await run_in_threadpool(Analysed.load, folder)
             engine_device = await run_in_threadpool(engines.get, ctx.engine(), ctx.config())
             started = time.perf_counter()
@@ -211,7 +215,7 @@ def routes(ctx: ConsoleContext, templates: Jinja2Templates) -> list[BaseRoute]:
         try:
             if not SNIPPET_NAME.match(name):
                 raise ConfigError(["name: letters, digits and _ only (1-64 characters)"])
-            text = knobs.snippet(name, knobs.profile_from_form(form, name), base)
+            text = knobs.snippet(name, knobs.profile_from_form(form, images(ctx), name), base)
             problems = knobs.validate_snippet(text, Path.cwd())
         except ConfigError as exc:
             problems = exc.problems
@@ -223,7 +227,7 @@ def routes(ctx: ConsoleContext, templates: Jinja2Templates) -> list[BaseRoute]:
         try:
             folder = image_folder(request)
             form = {k: str(v) for k, v in (await request.form()).multi_items()}
-            profile = knobs.profile_from_form(form, form.get("profile", "try"))
+            profile = knobs.profile_from_form(form, images(ctx), form.get("profile", "try"))
             image = await run_in_threadpool(Analysed.load, folder)
             origin = json.loads((folder / "origin.json").read_text())
             engine = await run_in_threadpool(engines.get, ctx.engine(), config)
