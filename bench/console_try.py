@@ -135,13 +135,15 @@ def main() -> None:
     parser.add_argument("--moves", type=int, default=12)
     parser.add_argument("--profiles", default="raw,portrait,product,complex_background")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="console-try-") as tmp:
         result = run(args.moves, args.profiles.split(","), Path(tmp))
     result["machine"] = {
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "device": "cpu",
-        "note": "cores shared with other jobs while measured",
+        # The cores are shared with other jobs: the 1-minute load average says how busy they were.
+        "load_average_before_after": [round(load_before, 1), round(os.getloadavg()[0], 1)],
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "console_try.json").write_text(json.dumps(result, indent=2) + "\n")
