@@ -191,7 +191,8 @@ def render_full(
     )
     try:
         stem = Path(image.name).stem or "result"
-        target = image.folder / f"{stem}{SUFFIX_BY_FORMAT[profile.output_format]}"
+        # Its own sub-folder: an upload called preview-….png must not shadow a preview, or vice versa.
+        target = image.folder / "result" / f"{stem}{SUFFIX_BY_FORMAT[profile.output_format]}"
         return cut_out(
             reader, image.alpha, Destination.at(target), profile, device=engine.device, engine=engine
         )

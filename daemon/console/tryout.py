@@ -251,9 +251,8 @@ def routes(ctx: ConsoleContext, templates: Jinja2Templates) -> list[BaseRoute]:
             folder = image_folder(request)
         except uploads.PathRefused as exc:
             return Response(str(exc), 404)
-        path = folder / name
-        reserved = {"meta.json", "origin.json", "alpha.npy", "preview.npy"}
-        if "/" in name or name in reserved or PREVIEW_FILE.match(name) or not path.is_file():
+        path = folder / "result" / name
+        if "/" in name or name in ("", ".", "..") or not path.is_file():
             return Response("no such result", 404)
         # Removed once sent: a full-resolution result is large, and the operator has it now.
         return FileResponse(path, filename=name, background=BackgroundTask(path.unlink, missing_ok=True))

@@ -314,3 +314,24 @@ def test_a_batch_of_more_than_fifty_files_is_refused(
     )
     assert response.status == 400
     assert "at most 50 files" in response.text()
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "download/..%2Forigin.json",
+        "download/%2e%2e%2f%2e%2e%2fconfig.yaml",
+        "download/..",
+        "file/..%2Falpha.npy",
+        "file/preview.npy",
+        "download/%2Fetc%2Fpasswd",
+    ],
+)
+def test_try_file_routes_serve_nothing_but_previews_and_results(
+    console: tuple[str, Path, Path], page: Page, jpeg: bytes, tail: str
+) -> None:
+    base, _, _ = console
+    open_try(page, base, jpeg)
+    image = page.get_attribute(".try-workspace", "data-image")
+    assert page.request.get(f"{base}try/{image}/{tail}").status == 404
+    assert page.request.get(f"{base}try/..%2F..%2F{image}/{tail}").status == 404
