@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from daemon.console.preview import PREVIEW_SIDE, Analysed, preview_profile, render_preview
+from daemon.config import Config
+from daemon.console.preview import PREVIEW_SIDE, Analysed, EngineSource, preview_profile, render_preview
 from daemon.finish.cutout import cut_out
 from daemon.finish.outputs import Destination
 from daemon.io.detect import open_image
@@ -91,3 +92,11 @@ def test_moving_back_to_a_setting_reuses_its_preview(scene: tuple[Path, Analysed
     stamp = first.stat().st_mtime_ns
     assert render_preview(image, profile, torch.device("cpu"))[0] == first
     assert first.stat().st_mtime_ns == stamp
+
+
+def test_without_the_services_engine_one_is_loaded_once_from_the_config() -> None:
+    source = EngineSource()
+    config = Config(device="cpu", model_size=320)
+    engine = source.get(None, config)
+    assert engine.size == 320 and source.get(None, config) is engine
+    assert source.get(engine, config) is engine  # the service's, when it has one
