@@ -8,6 +8,8 @@ older ones are removed, and all of them when the console starts.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import os
 import re
@@ -178,16 +180,26 @@ def routes(ctx: ConsoleContext, templates: Jinja2Templates) -> list[BaseRoute]:
             },
         )
 
+    # Latest wins: one finish per image at a time, and a request overtaken while it waited is
+    # dropped (204: HTMX swaps nothing), so a burst of slider moves costs one finish, not a queue.
+    turns: dict[str, asyncio.Lock] = {}
+    latest: dict[str, int] = {}
+    counter = itertools.count()
+
     async def preview(request: Request) -> Response:
         try:
             folder = image_folder(request)
             form = {k: str(v) for k, v in (await request.form()).multi_items()}
             profile = knobs.profile_from_form(form, images(ctx))
-            image = await run_in_threadpool(Analysed.load, folder)
-            engine_device = await run_in_threadpool(engines.get, ctx.engine(), ctx.config())
-            started = time.perf_counter()
-            out, mask = await run_in_threadpool(render_preview, image, profile, engine_device.device)
-            seconds = time.perf_counter() - started
+            ticket = latest[folder.name] = next(counter)
+            async with turns.setdefault(folder.name, asyncio.Lock()):
+                if latest[folder.name] != ticket:
+                    return Response(status_code=204)
+                image = await run_in_threadpool(Analysed.load, folder)
+                engine = await run_in_threadpool(engines.get, ctx.engine(), ctx.config())
+                started = time.perf_counter()
+                out, mask = await run_in_threadpool(render_preview, image, profile, engine.device)
+                seconds = time.perf_counter() - started
         except Exception as exc:
             return error(request, exc, 200)  # shown in place of the preview, the sliders stay usable
         base = f"/try/{folder.name}/file/"
