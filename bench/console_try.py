@@ -8,6 +8,8 @@ chromium with Playwright: uploads a 4000×3000 JPEG made from a photo scikit-ima
 moves sliders and measures, in the page, from the ``input`` event to the new ``<img>``'s
 ``load``. That includes the page's 150 ms debounce (so a drag does not queue a finish per
 pixel), the request, the finishing on the preview copy, the PNG encode and the image decode.
+The daemon's CPU seconds per move are recorded too: the cost on an idle machine, whatever
+the load of the shared test machine while measured.
 The server's own finish time (shown on the page) is recorded next to it.
 
 Results: bench/results/console_try.json. Target (issue 12): well under a second.
@@ -105,20 +107,32 @@ def run(moves: int, profiles: list[str], workdir: Path) -> dict[str, Any]:
             page.wait_for_timeout(300)
             page.wait_for_function("document.querySelector('#preview-img').complete", timeout=60_000)
             page.wait_for_timeout(1500)  # the profile's first preview lands
-            latencies, server = [], []
+            latencies, server, cpu = [], [], []
             steps = [(knob, v) for knob, values in MOVES for v in values][:moves]
             for knob, value in steps:
+                used = _cpu_seconds(daemon.proc.pid)
                 latencies.append(page.evaluate(MEASURE_JS, [knob, value]) / 1000)
+                cpu.append(_cpu_seconds(daemon.proc.pid) - used)
                 text = page.inner_text("#preview-time")
                 server.append(float(text.split("took ")[1].split(" s")[0]))
             result[profile] = {
                 "moves": len(latencies),
                 "slider_to_image_seconds": _stats(latencies),
                 "server_finish_seconds": _stats(server),
+                "daemon_cpu_seconds_per_move": _stats(cpu),
             }
             print(profile, result[profile], flush=True)
         browser.close()
     return result
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far: what a move costs whatever else the cores run.
+
+    The bench's daemon has no hot folders, so between two reads it only serves the page.
+    """
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _stats(values: list[float]) -> dict[str, float]:
