@@ -40,6 +40,7 @@ def console(tmp_path_factory: pytest.TempPathFactory, jpeg: bytes) -> Iterator[t
         [hot],
         console={"listen": "127.0.0.1:0", "upload_max_mb": UPLOAD_MAX_MB},
         max_megapixels=MAX_MEGAPIXELS,
+        profiles={"studio": {"extends": "product", "margin": 9, "background": "#102030"}},
     )
     (root / "hot" / "photo.jpg").write_bytes(jpeg)
     (root / "hot" / "link.jpg").symlink_to(root / "outside.jpg")
@@ -335,3 +336,17 @@ def test_try_file_routes_serve_nothing_but_previews_and_results(
     image = page.get_attribute(".try-workspace", "data-image")
     assert page.request.get(f"{base}try/{image}/{tail}").status == 404
     assert page.request.get(f"{base}try/..%2F..%2F{image}/{tail}").status == 404
+
+
+def test_try_offers_the_configs_custom_profiles_with_their_knobs(
+    console: tuple[str, Path, Path], page: Page, jpeg: bytes
+) -> None:
+    base, _, _ = console
+    open_try(page, base, jpeg)
+    before = page.get_attribute("#preview-img", "src")
+    page.select_option("#try-profile", "studio")
+    expect(page.locator("#knob-margin")).to_have_value("9")
+    expect(page.locator("#knob-background")).to_have_value("#102030")
+    page.wait_for_function(
+        f"document.querySelector('#preview-img').getAttribute('src') !== '{before}'", timeout=60_000
+    )
