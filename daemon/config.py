@@ -185,6 +185,8 @@ class Console(_Model):
     #: host:port. Loopback by default; any other address needs ``token``.
     listen: str = "127.0.0.1:8765"
     token: str | None = None
+    #: Largest upload one request may carry (a Try image, or a whole Batch), in MB: refused beyond it.
+    upload_max_mb: Annotated[float, Field(gt=0)] = 2048.0
 
     @field_validator("listen")
     @classmethod
