@@ -24,6 +24,7 @@ outcomes, stage names, error class names and root kinds only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -149,7 +150,7 @@ class _FolderFactsCollector(Collector):
 
     @staticmethod
     def _families() -> dict[str, GaugeMetricFamily]:
-        gauges = (
+        gauges: tuple[tuple[str, str, str, list[str]], ...] = (
             ("up", "hotmatte_folder_up", "1 while the folder's watcher runs.", ["folder"]),
             (
                 "reachable",
@@ -184,10 +185,9 @@ class _FolderFactsCollector(Collector):
             if not fact.reachable:
                 continue  # statvfs on an unmounted network share can block
             for kind, root in fact.roots.items():
-                try:
+                # Not made yet, or gone since the snapshot: no sample.
+                with contextlib.suppress(OSError):
                     families["free"].add_metric([name, kind], float(shutil.disk_usage(root).free))
-                except OSError:
-                    pass  # not made yet, or gone since the snapshot: no sample
         families["in_flight"].add_metric([], float(in_flight))
         return list(families.values())
 
@@ -278,4 +278,3 @@ class ServiceMetrics:
 
     def close(self) -> None:
         self._journal_counts.close()
-

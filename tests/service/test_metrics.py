@@ -187,7 +187,9 @@ def test_every_metric_has_the_hotmatte_prefix_and_counters_end_in_total(finished
     s = finished_run.scrape
     ours = [name for name in s.types if not name.startswith(("python_", "process_"))]
     assert ours and all(name.startswith("hotmatte_") for name in ours), ours
-    counters = [name for (name, _labels) in s.samples if s.types.get(name.removesuffix("_total")) == "counter"]
+    counters = [
+        name for (name, _labels) in s.samples if s.types.get(name.removesuffix("_total")) == "counter"
+    ]
     assert all(n.endswith(("_total", "_created")) for n in counters), counters
 
 
@@ -234,8 +236,18 @@ def test_a_transient_error_counts_a_retry_then_a_failure_and_each_try_by_its_err
 def test_two_services_have_separate_registries(tmp_path: Path) -> None:
     first, second = ServiceMetrics(tmp_path / "a.sqlite"), ServiceMetrics(tmp_path / "b.sqlite")
     first.outcome("hot", "done")
-    assert first.registry.get_sample_value("hotmatte_files_processed_total", {"folder": "hot", "outcome": "done"}) == 1
-    assert second.registry.get_sample_value("hotmatte_files_processed_total", {"folder": "hot", "outcome": "done"}) is None
+    assert (
+        first.registry.get_sample_value(
+            "hotmatte_files_processed_total", {"folder": "hot", "outcome": "done"}
+        )
+        == 1
+    )
+    assert (
+        second.registry.get_sample_value(
+            "hotmatte_files_processed_total", {"folder": "hot", "outcome": "done"}
+        )
+        is None
+    )
 
 
 # --- memory ---------------------------------------------------------------------------------------
@@ -249,7 +261,9 @@ def test_the_daemon_memory_does_not_grow_while_metrics_and_the_overview_are_load
     tmp_path: Path,
 ) -> None:
     """RSS after the first third of the files (warm: model, allocator, first pages) against the end."""
-    config = write_config(tmp_path / "c.yaml", [folder_settings(tmp_path, "hot")], console={"listen": "127.0.0.1:0"})
+    config = write_config(
+        tmp_path / "c.yaml", [folder_settings(tmp_path, "hot")], console={"listen": "127.0.0.1:0"}
+    )
     jpeg = small_photo_jpeg()
     corrupt = jpeg[: len(jpeg) // 2]
     with Daemon(config) as daemon:
@@ -269,7 +283,10 @@ def test_the_daemon_memory_does_not_grow_while_metrics_and_the_overview_are_load
         try:
             for i in range(FILES):
                 (tmp_path / "hot" / f"f{i:04}.jpg").write_bytes(jpeg if i % GOOD_EVERY == 0 else corrupt)
-            settled = lambda: len(daemon.named("done")) + len(daemon.named("failed"))  # noqa: E731
+
+            def settled() -> int:
+                return len(daemon.named("done")) + len(daemon.named("failed"))
+
             daemon.wait_until(lambda: settled() >= FILES // 3, timeout=300, what="a third settled")
             warm = daemon.memory_mb()
             daemon.wait_until(lambda: settled() >= FILES, timeout=600, what="every file settled")
