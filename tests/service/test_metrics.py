@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 import urllib.request
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.config import Folder, Retry
@@ -248,6 +250,38 @@ def test_two_services_have_separate_registries(tmp_path: Path) -> None:
         )
         is None
     )
+
+
+def test_a_journal_that_cannot_be_read_leaves_the_queue_out_and_the_scrape_whole(tmp_path: Path) -> None:
+    metrics = ServiceMetrics(tmp_path / "no-such-dir" / "journal.sqlite")
+    metrics.outcome("hot", "done")
+    text = generate_latest(metrics.registry).decode()
+    assert "hotmatte_queue_files{" not in text
+    assert 'hotmatte_files_processed_total{folder="hot",outcome="done"} 1.0' in text
+
+
+def test_a_folder_removed_by_a_reload_leaves_the_folder_gauges_and_keeps_its_counters(tmp_path: Path) -> None:
+    first, second = folder_settings(tmp_path, "first"), folder_settings(tmp_path, "second")
+    config = write_config(tmp_path / "c.yaml", [first, second], console={"listen": "127.0.0.1:0"})
+    with Daemon(config) as daemon:
+        base = console_url(daemon)
+        (tmp_path / "second" / "a.jpg").write_bytes(small_photo_jpeg())
+        daemon.wait_for("done", timeout=180)
+        daemon.wait_until(
+            lambda: len(scrape(base).values("hotmatte_folder_up")) == 2, timeout=30, what="both folders up"
+        )
+        write_config(config, [first], console={"listen": "127.0.0.1:0"})
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for("reload")
+        daemon.wait_until(
+            lambda: set(scrape(base).values("hotmatte_folder_up")) == {frozenset({("folder", "first")})},
+            timeout=30,
+            what="only first's gauge left",
+        )
+        s = scrape(base)
+        assert s.value("hotmatte_files_processed_total", folder="second", outcome="done") == 1
+        assert s.value("hotmatte_queue_files", folder="second", state="done") == 1  # still in the journal
+        assert daemon.terminate() == 0
 
 
 # --- memory ---------------------------------------------------------------------------------------
