@@ -1,6 +1,6 @@
 """The console's memory over a long run, and what a ``/metrics`` scrape costs on a big journal.
 
-    python bench/console_memory.py [--files 1000] [--good-every 1] [--label NAME]
+    python bench/console_memory.py [--files 1000] [--good-every 1] [--batch-size auto] [--label NAME]
 
 Part 1: a real ``hotmatte run`` with the console on, ``--files`` small photos dropped into one
 hot folder (every ``--good-every``-th a good one, the others truncated: they fail fast in
@@ -58,13 +58,21 @@ def _slope(points: list[tuple[float, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in points) / var if var else 0.0
 
 
-def memory_run(files: int, good_every: int) -> dict[str, Any]:
+def memory_run(files: int, good_every: int, batch_size: str) -> dict[str, Any]:
     jpeg = small_photo_jpeg()
     corrupt = jpeg[: len(jpeg) // 2]
     with tempfile.TemporaryDirectory(prefix="hotmatte-console-memory-") as tmp:
         root = Path(tmp)
         config = write_config(
-            root / "c.yaml", [folder_settings(root, "hot")], console={"listen": "127.0.0.1:0"}
+            root / "c.yaml",
+            [folder_settings(root, "hot")],
+            console={"listen": "127.0.0.1:0"},
+            workers={
+                "decode": 1,
+                "finish": 1,
+                "queue_size": 4,
+                "batch_size": batch_size if batch_size == "auto" else int(batch_size),
+            },
         )
         with Daemon(config) as daemon:
             base = str(daemon.wait_for("console", timeout=180)[0]["url"])
@@ -107,6 +115,7 @@ def memory_run(files: int, good_every: int) -> dict[str, Any]:
     return {
         "files": files,
         "good_every": good_every,
+        "batch_size": batch_size,
         "seconds": round(end["t"], 1),
         "visits": len(samples),
         "rss_warm_mib": warm["rss_mib"],
@@ -166,13 +175,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--good-every", type=int, default=1, help="1: every file a good photo")
-    parser.add_argument("--label", default="latest")
+    parser.add_argument("--batch-size", default="auto", help="the model's batch size (workers.batch_size)")
+    parser.add_argument("--label", default="files-1000")
     parser.add_argument("--skip-run", action="store_true", help="only the 10,000-row scrape cost")
     args = parser.parse_args()
     result: dict[str, Any] = {"scrape_10000_rows": scrape_cost()}
     print(json.dumps(result["scrape_10000_rows"]))
     if not args.skip_run:
-        result["run"] = memory_run(args.files, args.good_every)
+        result["run"] = memory_run(args.files, args.good_every, args.batch_size)
         print(json.dumps({k: v for k, v in result["run"].items() if k != "samples"}, indent=1))
     stored: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     stored[args.label] = result

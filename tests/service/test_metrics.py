@@ -286,17 +286,28 @@ def test_a_folder_removed_by_a_reload_leaves_the_folder_gauges_and_keeps_its_cou
 
 # --- memory ---------------------------------------------------------------------------------------
 
+WARM_UP = 60  # good files first, dropped at once: the model's batch sizes and pools settle
 FILES = 300
-GOOD_EVERY = 5  # one in five goes through the model; the others fail fast in decode
-MAX_GROWTH_MIB = 25.0
+GOOD_EVERY = 5  # after the warm-up, one in five goes through the model; the others fail fast
+MAX_GROWTH_MIB = 15.0
 
 
 def test_the_daemon_memory_does_not_grow_while_metrics_and_the_overview_are_loaded_over_300_files(
     tmp_path: Path,
 ) -> None:
-    """RSS after the first third of the files (warm: model, allocator, first pages) against the end."""
+    """RSS once warm (60 good files through the model) against the end of 240 more.
+
+    The daemon's RSS steps up during its first files (model buffers, allocator pools) and is flat
+    after: bench/console_memory.py shows it over 1,000 files.
+    """
     config = write_config(
-        tmp_path / "c.yaml", [folder_settings(tmp_path, "hot")], console={"listen": "127.0.0.1:0"}
+        tmp_path / "c.yaml",
+        [folder_settings(tmp_path, "hot")],
+        console={"listen": "127.0.0.1:0"},
+        # One batch shape: each new batch size costs the CPU backend a one-off set of kernels and
+        # buffers (a bounded step of ~20 MiB over the first few hundred files), which is not the
+        # growth this test looks for.
+        workers={"decode": 1, "finish": 1, "queue_size": 4, "batch_size": 1},
     )
     jpeg = small_photo_jpeg()
     corrupt = jpeg[: len(jpeg) // 2]
@@ -312,17 +323,18 @@ def test_the_daemon_memory_does_not_grow_while_metrics_and_the_overview_are_load
                 loads[0] += 1
                 stop.wait(0.1)
 
+        def settled() -> int:
+            return len(daemon.named("done")) + len(daemon.named("failed"))
+
         thread = threading.Thread(target=visitor, daemon=True)
         thread.start()
         try:
-            for i in range(FILES):
-                (tmp_path / "hot" / f"f{i:04}.jpg").write_bytes(jpeg if i % GOOD_EVERY == 0 else corrupt)
-
-            def settled() -> int:
-                return len(daemon.named("done")) + len(daemon.named("failed"))
-
-            daemon.wait_until(lambda: settled() >= FILES // 3, timeout=300, what="a third settled")
+            for i in range(WARM_UP):
+                (tmp_path / "hot" / f"w{i:04}.jpg").write_bytes(jpeg)
+            daemon.wait_until(lambda: settled() >= WARM_UP, timeout=300, what="the warm-up files")
             warm = daemon.memory_mb()
+            for i in range(FILES - WARM_UP):
+                (tmp_path / "hot" / f"f{i:04}.jpg").write_bytes(jpeg if i % GOOD_EVERY == 0 else corrupt)
             daemon.wait_until(lambda: settled() >= FILES, timeout=600, what="every file settled")
             time.sleep(1.0)  # a few more page loads over the full journal
             end = daemon.memory_mb()
@@ -330,9 +342,10 @@ def test_the_daemon_memory_does_not_grow_while_metrics_and_the_overview_are_load
             stop.set()
             thread.join(15)
         s = scrape(base)
-        assert s.value("hotmatte_files_processed_total", folder="hot", outcome="done") == FILES // GOOD_EVERY
-        assert s.value("hotmatte_queue_files", folder="hot", state="failed") == FILES - FILES // GOOD_EVERY
+        good = WARM_UP + len(range(0, FILES - WARM_UP, GOOD_EVERY))
+        assert s.value("hotmatte_files_processed_total", folder="hot", outcome="done") == good
+        assert s.value("hotmatte_queue_files", folder="hot", state="failed") == FILES - good
         assert loads[0] > 10
-        print(f"RSS after {FILES // 3} files {warm:.1f} MiB, after {FILES}: {end:.1f} MiB, {loads[0]} visits")
+        print(f"RSS after {WARM_UP} files {warm:.1f} MiB, after {FILES}: {end:.1f} MiB, {loads[0]} visits")
         assert end - warm < MAX_GROWTH_MIB, f"RSS {warm:.0f} MiB → {end:.0f} MiB"
         assert daemon.terminate() == 0
