@@ -29,7 +29,7 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -99,8 +99,10 @@ def landed_at(path: Path) -> float | None:
 class _JournalCounts(Collector):
     """``hotmatte_queue_files``: the journal's rows per folder and state, read at scrape time."""
 
-    def __init__(self, journal_path: Path) -> None:
+    def __init__(self, journal_path: Path, folders: Callable[[], Iterable[str]]) -> None:
         self._path = journal_path
+        #: The folders being watched: shown at 0 before their first file.
+        self._folders = folders
         self._journal: Journal | None = None
 
     def describe(self) -> Iterable[Metric]:
@@ -124,8 +126,8 @@ class _JournalCounts(Collector):
             log.warning("metrics_journal_unreadable", error=str(exc))
             self.close()
             return [family]
-        for folder in sorted(counts):
-            per = dict(counts[folder])
+        for folder in sorted({*counts, *self._folders()}):
+            per = dict(counts.get(folder, dict.fromkeys(STATES, 0)))
             in_review = review.get(folder, 0)
             per["done"] -= in_review
             for state in STATES:
@@ -232,7 +234,7 @@ class ServiceMetrics:
             registry=r,
         )
         self._model = Info("hotmatte_model", "The model the pipeline runs, and where.", registry=r)
-        self._journal_counts = _JournalCounts(journal_path)
+        self._journal_counts = _JournalCounts(journal_path, lambda: self.published[0])
         r.register(self._journal_counts)
         #: (facts per folder, files in flight): replaced whole by :meth:`publish`.
         self.published: tuple[Mapping[str, FolderFacts], int] = ({}, 0)

@@ -20,7 +20,7 @@ from daemon.errors import CorruptInput, DeviceOutOfMemory
 from daemon.finish.outputs import Destination
 from daemon.journal.store import Fingerprint, Journal
 from daemon.pipeline.stages import Job, Outcome
-from daemon.service.metrics import ServiceMetrics
+from daemon.service.metrics import FolderFacts, ServiceMetrics
 from daemon.service.outcomes import OutcomeRecorder, Running
 from tests.conftest import SMALL_MODEL_SIZE
 from tests.service_harness import Daemon, folder_settings, small_photo_jpeg, write_config
@@ -258,6 +258,18 @@ def test_a_journal_that_cannot_be_read_leaves_the_queue_out_and_the_scrape_whole
     text = generate_latest(metrics.registry).decode()
     assert "hotmatte_queue_files{" not in text
     assert 'hotmatte_files_processed_total{folder="hot",outcome="done"} 1.0' in text
+
+
+def test_a_watched_folder_shows_an_empty_queue_before_its_first_file(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "journal.sqlite")
+    metrics = ServiceMetrics(journal.path)
+    metrics.publish({"idle": FolderFacts(up=True, reachable=True, waiting_for_space=False)}, 0)
+    for state in ("pending", "running", "done", "failed", "review"):
+        assert (
+            metrics.registry.get_sample_value("hotmatte_queue_files", {"folder": "idle", "state": state}) == 0
+        )
+    metrics.close()
+    journal.close()
 
 
 def test_a_folder_removed_by_a_reload_leaves_the_folder_gauges_and_keeps_its_counters(tmp_path: Path) -> None:
