@@ -52,6 +52,7 @@ from daemon.pipeline.stage_stats import report_path_for, save_report
 from daemon.pipeline.stages import Job, Outcome, Pipeline, build_pipeline
 from daemon.service.folder_files import destination_for, fingerprint, output_key, relative_key
 from daemon.service.liveness import Liveness
+from daemon.service.metrics import FolderFacts, ServiceMetrics, root_kinds
 from daemon.service.notify import Notifier
 from daemon.service.outcomes import QUARANTINE_AFTER_CRASHES, OutcomeRecorder, Running
 from daemon.service.startup import recover_interrupted, remove_stale_temporaries_below
@@ -106,7 +107,9 @@ class Service:
         self._inbox: queue.SimpleQueue[_Ready | Outcome] = queue.SimpleQueue()
         self._watchers: dict[str, FolderWatcher] = {}
         self._running: dict[int, Running] = {}
-        self._outcomes = OutcomeRecorder(journal, lambda: self._config.retry)
+        #: Prometheus metrics, in a registry of this service's own (served by the console).
+        self._metrics = ServiceMetrics(journal.path)
+        self._outcomes = OutcomeRecorder(journal, lambda: self._config.retry, metrics=self._metrics)
         self._stop_requested = False
         self._reload_requested = False
         #: (in flight when the pipeline refused a job, monotonic time the backoff ends)
@@ -141,6 +144,8 @@ class Service:
         if isinstance(self._journal, ClusterJournal):
             self._journal.on_unavailable = self._database_unavailable
         self.pipeline = build_pipeline(self._config, self._inbox.put)
+        engine = self.pipeline.engine
+        self._metrics.model(str(engine.device), engine.size, engine.precision)
         keep_state_beside(self._journal.path)
         for folder in self._config.folders:
             remember_roots(folder)  # before anything is written or cleaned there (daemon.finish.roots)
@@ -252,6 +257,7 @@ class Service:
         self._upkeep.stop()
         if self._console is not None:
             self._console.stop()
+        self._metrics.close()
         self._journal.close()
         return 0
 
@@ -266,6 +272,7 @@ class Service:
             state_dir=self._journal.path.parent / "console",
             snapshot=lambda: self._snapshot,
             engine=lambda: pipeline.engine if pipeline is not None else None,
+            registry=self._metrics.registry,
         )
         server = ConsoleServer(settings, ctx)
         if server.start():
@@ -281,6 +288,7 @@ class Service:
             folder, self._on_ready, self._is_settled, reconcile_seconds=self._config.reconcile_seconds
         )
         self._watchers[folder.name] = watcher
+        self._metrics.folder_started(folder.name)
         watcher.start()
         log.info(
             "watching",
@@ -485,6 +493,7 @@ class Service:
             log.error("unknown_outcome", source=str(outcome.job.source))
             return
         self._liveness.moved()
+        self._metrics.stage_timings(outcome.timings)
         watcher = self._watchers.get(running.folder.name)
         if isinstance(outcome.error, OSError) and watcher is not None and not watcher.still_reachable():
             # The file did not vanish or break: its share went away under the read.
@@ -594,11 +603,27 @@ class Service:
             "stages": self.pipeline.stage_report().to_dict(),
         }
 
+    def _publish_metrics(self) -> None:
+        """Folder facts for /metrics, on the snapshot's cadence (scrapes read them, never the loop)."""
+        assert self.pipeline is not None
+        waiting = set(self._outcomes.space.waiting())
+        facts = {
+            n: FolderFacts(
+                up=w.healthy(),
+                reachable=w.available and folder_roots_available(w.folder),
+                waiting_for_space=n in waiting,
+                roots=root_kinds(w.folder),
+            )
+            for n, w in self._watchers.items()
+        }
+        self._metrics.publish(facts, self.pipeline.in_flight())
+
     def _report(self) -> None:
         now = time.monotonic()
         if self._console is not None and now >= self._next_snapshot:
             self._next_snapshot = now + STATUS_EVERY_SECONDS
             self._publish_snapshot()
+            self._publish_metrics()
         if self._notifier.enabled:
             self._send_status(now)
         if now >= self._next_stages:

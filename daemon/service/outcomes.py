@@ -35,6 +35,8 @@ from daemon.journal.backend import JournalBackend
 from daemon.journal.store import Entry
 from daemon.pipeline.stages import Outcome
 from daemon.service.disk_space import MAX_PROBE_SECONDS, SpaceWaits
+from daemon.service.metrics import Outcome as Counted
+from daemon.service.metrics import ServiceMetrics, landed_at
 
 log = structlog.get_logger("hotmatte")
 
@@ -55,11 +57,21 @@ class OutcomeRecorder:
     """Turns outcomes into journal transitions, log events and error records."""
 
     def __init__(
-        self, journal: JournalBackend, retry: Callable[[], Retry], space: SpaceWaits | None = None
+        self,
+        journal: JournalBackend,
+        retry: Callable[[], Retry],
+        space: SpaceWaits | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self._journal = journal
         self._retry = retry
         self.space = space or SpaceWaits(retry().backoff_seconds)
+        #: Counts each journal transition below (files processed by outcome, failures by class).
+        self.metrics = metrics
+
+    def _count(self, folder: Folder, outcome: Counted, error_class: str | None = None) -> None:
+        if self.metrics is not None:
+            self.metrics.outcome(folder.name, outcome, error_class=error_class)
 
     def record(self, running: Running, outcome: Outcome) -> None:
         """Journal, log and file away one outcome of a job started for ``running``."""
@@ -91,6 +103,8 @@ class OutcomeRecorder:
     ) -> None:
         output = str(outcome.output) if outcome.output else None
         self.space.release(folder.name)  # a result was written: there is space again
+        # Before the original may be moved to done_dir (a move would set its ctime to now).
+        landed = landed_at(outcome.job.source) if self.metrics is not None and not superseded else None
         if folder.on_success == "move" and not superseded:
             fp = entry.fingerprint
             try:
@@ -108,6 +122,8 @@ class OutcomeRecorder:
                 log.info("moved", folder=folder.name, path=entry.path, to=str(moved))
         if not superseded:
             self._journal.mark_done(entry.id, output, outcome.confidence, outcome.review)
+            if self.metrics is not None:
+                self.metrics.outcome(folder.name, "review" if outcome.review else "done", landed=landed)
         timings = {stage: round(seconds, 4) for stage, seconds in outcome.timings.items()}
         log.info(
             "done",
@@ -126,6 +142,7 @@ class OutcomeRecorder:
             entry.id, error_class, reason, time.time() + self.space.probe_seconds, count_attempt=False
         )
         self.space.hold(folder.name, reason)
+        self._count(folder, "retry", error_class)
         log.info("waiting_for_space", folder=folder.name, path=entry.path)
 
     def _failed(self, folder: Folder, entry: Entry, error: BaseException) -> None:
@@ -141,6 +158,7 @@ class OutcomeRecorder:
             self._journal.retry_later(
                 entry.id, error_class, reason, time.time() + delay, count_attempt=not not_the_files_fault
             )
+            self._count(folder, "retry", error_class)
             log.warning(
                 "retry",
                 folder=folder.name,
@@ -166,6 +184,7 @@ class OutcomeRecorder:
             # its record, once the share is back, rather than failing with no record.
             due = time.time() + self._backoff(tries)
             self._journal.retry_later(entry.id, error_class, reason, due, count_attempt=False)
+            self._count(folder, "retry", error_class)
             log.warning("error_record_waits", folder=folder.name, path=entry.path, reason=str(exc))
             return
         except Exception as exc:  # a link below error_dir, a bug...: must not stop the loop
@@ -180,6 +199,7 @@ class OutcomeRecorder:
         else:
             self.space.release(folder.name)  # the record was written: there is space again
         self._journal.mark_failed(entry.id, error_class, reason)
+        self._count(folder, "failed", error_class)
         log.error(
             "failed",
             folder=folder.name,
