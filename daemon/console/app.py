@@ -16,6 +16,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from daemon.console import files, review
 from daemon.console.context import ConsoleContext
 from daemon.console.security import csrf_token
 
@@ -32,6 +33,8 @@ def build_app(ctx: ConsoleContext) -> Starlette:
 
     routes = [
         Route("/", overview, name="overview"),
+        *files.routes(ctx),
+        *review.routes(ctx),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
         Mount("/metrics", app=make_asgi_app(ctx.registry), name="metrics"),
     ]
