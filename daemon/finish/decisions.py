@@ -69,7 +69,9 @@ def move_result(source: Destination, target: Destination) -> Path:
     try:
         src_dir = open_directory(source.root, parts[:-1])
     except (FileNotFoundError, SymlinkNotFollowed) as exc:
-        raise DecisionRefused(f"the result {printable(source.relative.as_posix())} is not there: {exc}") from exc
+        raise DecisionRefused(
+            f"the result {printable(source.relative.as_posix())} is not there: {exc}"
+        ) from exc
     try:
         try:
             # Judge the name itself; the fstat in open_regular_file_in refuses links and specials.

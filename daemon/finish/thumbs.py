@@ -82,7 +82,9 @@ def write_thumbs(
     directory, key = prefix.parent, prefix.name
     directory.mkdir(parents=True, exist_ok=True)
     height, width = before.shape[:2]
-    small_alpha = cv2.resize(alpha.astype(np.float32, copy=False), (width, height), interpolation=cv2.INTER_AREA)
+    small_alpha = cv2.resize(
+        alpha.astype(np.float32, copy=False), (width, height), interpolation=cv2.INTER_AREA
+    )
     a = np.clip(small_alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
     bgr = cv2.cvtColor(before, cv2.COLOR_RGB2BGR)
     ok_jpg, jpg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])

@@ -172,7 +172,7 @@ def _entry(row: sqlite3.Row) -> Entry:
         confidence=row["confidence"],
         review=bool(row["review"]),
         # A read-only journal of an older release may lack the column.
-        profile=row["profile"] if "profile" in row.keys() else None,
+        profile=row["profile"] if "profile" in row.keys() else None,  # noqa: SIM118 (`in row` tests values)
     )
 
 
@@ -607,7 +607,7 @@ class Journal:
                 )
             elif decision == "reject":
                 db.execute(
-                    "UPDATE files SET state = 'failed', review = 0, error_class = ?,"
+                    "UPDATE files SET state = 'failed', review = 0, output = NULL, error_class = ?,"
                     " last_error = 'rejected by the operator', updated_at = ? WHERE id = ?",
                     (REJECTED, now, entry_id),
                 )

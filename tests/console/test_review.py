@@ -81,7 +81,8 @@ def test_a_decision_on_a_file_no_longer_in_review_is_refused_readably(tmp_path: 
         page.evaluate(
             """base => { const f = document.createElement('form'); f.method = 'post';
             f.action = base + 'review/12345'; const i = document.createElement('input');
-            i.name = 'action'; i.value = 'approve'; f.appendChild(i); document.body.appendChild(f); f.submit(); }""",
+            i.name = 'action'; i.value = 'approve'; f.appendChild(i);
+            document.body.appendChild(f); f.submit(); }""",
             base,
         )
         page.wait_for_selector("#error")

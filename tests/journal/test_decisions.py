@@ -65,7 +65,11 @@ def test_reject_fails_the_file_saying_the_operator_rejected_it(journal: Journal)
     assert journal.decide(entry_id, "reject")
     entry = journal.get_by_id(entry_id)
     assert entry is not None
-    assert (entry.state, entry.error_class, entry.last_error) == ("failed", REJECTED, "rejected by the operator")
+    assert (entry.state, entry.error_class, entry.last_error) == (
+        "failed",
+        REJECTED,
+        "rejected by the operator",
+    )
     assert journal.decisions()[0].decision == "reject"
 
 
