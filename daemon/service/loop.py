@@ -394,7 +394,13 @@ class Service:
             self._running[entry.id] = Running(folder, entry, time.monotonic())
             if probe:
                 self._outcomes.space.claimed(entry.folder)
-            log.info("started", folder=folder.name, path=entry.path, attempt=entry.attempts + 1)
+            log.info(
+                "started",
+                folder=folder.name,
+                path=entry.path,
+                attempt=entry.attempts + 1,
+                profile=job.profile,
+            )
             if entry.crashes:
                 self._suspect = entry.id
                 log.warning("suspect_alone", folder=folder.name, path=entry.path, crashes=entry.crashes)

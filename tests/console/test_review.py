@@ -70,20 +70,38 @@ def test_review_approve_and_reject_move_results_and_files_shows_thumbnails(
         journal.close()
 
 
-def test_a_decision_on_a_file_no_longer_in_review_is_refused_readably(tmp_path: Path, page: Page) -> None:
-    config = write_config(
-        tmp_path / "config.yaml", [folder_settings(tmp_path, "hot")], console={"listen": "127.0.0.1:0"}
-    )
+def test_rerun_with_another_profile_runs_the_file_again_with_it_and_stale_decisions_are_refused(
+    tmp_path: Path, page: Page, jpeg: bytes
+) -> None:
+    hot = folder_settings(tmp_path, "hot", review_below=1.0)
+    config = write_config(tmp_path / "config.yaml", [hot], console={"listen": "127.0.0.1:0"})
     with Daemon(config) as daemon:
         base = str(daemon.wait_for("console", timeout=120)[0]["url"])
+        (tmp_path / "hot" / "again.jpg").write_bytes(jpeg)
+        daemon.wait_for("done", timeout=180)
         page.goto(base + "review")
-        assert page.locator("#empty").is_visible()
+        entry_id = page.locator(".review-item").get_attribute("data-id")
+        item = page.locator(".review-item[data-path='again.jpg']")
+        item.locator("select[name=profile]").select_option("product")
+        item.locator("button.rerun").click()
+        assert "runs again with profile product" in page.locator("#message").inner_text()
+        daemon.wait_for("done", count=2, timeout=180)
+        assert [e["profile"] for e in daemon.named("started")] == ["raw", "product"]
+
+        # The page still offering the old decision (another tab): refused, said readably.
         page.evaluate(
-            """base => { const f = document.createElement('form'); f.method = 'post';
-            f.action = base + 'review/12345'; const i = document.createElement('input');
-            i.name = 'action'; i.value = 'approve'; f.appendChild(i);
-            document.body.appendChild(f); f.submit(); }""",
-            base,
+            """url => { const f = document.createElement('form'); f.method = 'post'; f.action = url;
+            const i = document.createElement('input'); i.name = 'action'; i.value = 'approve';
+            f.appendChild(i); document.body.appendChild(f); f.submit(); }""",
+            f"{base}review/{int(entry_id or 0) + 1000}",
         )
         page.wait_for_selector("#error")
         assert "no longer waiting for review" in page.locator("#error").inner_text()
+
+    journal = Journal.open_read_only(tmp_path / "state" / "journal.sqlite")
+    try:
+        entry = journal.get("hot", "again.jpg")
+        assert entry is not None and entry.profile == "product" and entry.review
+        assert [(d.decision, d.profile) for d in journal.decisions()] == [("rerun", "product")]
+    finally:
+        journal.close()
