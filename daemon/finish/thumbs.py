@@ -97,6 +97,13 @@ def write_thumbs(
     _publish(thumb_path(directory, key, "meta"), json.dumps(meta).encode())
 
 
+def remove_thumbs(directory: Path, key: str) -> None:
+    """Forget a row's thumbnails (its journal row was pruned): the folder stays as big as the journal."""
+    for kind in (*KINDS, "meta"):
+        with contextlib.suppress(FileNotFoundError):
+            thumb_path(directory, key, kind).unlink()
+
+
 def read_meta(directory: Path, key: str) -> dict[str, object]:
     """The timings and confidence written with the thumbnails ({} when there are none)."""
     try:
@@ -106,4 +113,13 @@ def read_meta(directory: Path, key: str) -> dict[str, object]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-__all__ = ["KINDS", "THUMB_SIDE", "read_meta", "shrink", "thumb_key", "thumb_path", "write_thumbs"]
+__all__ = [
+    "KINDS",
+    "THUMB_SIDE",
+    "read_meta",
+    "remove_thumbs",
+    "shrink",
+    "thumb_key",
+    "thumb_path",
+    "write_thumbs",
+]
