@@ -16,6 +16,10 @@ of retrying it forever; any real outcome sets ``crashes`` back to 0.
 ``attempts`` counts failed tries (transient errors that were retried, and the
 final failure), never claims, so restarts do not use up a file's retries.
 
+A done row whose result went to review_dir (``review = 1``) waits for the operator's decision on
+the console's Review page; :meth:`Journal.decide` applies it (approve: stays done; reject: failed,
+``RejectedByOperator``; rerun: pending with the chosen ``profile``) and records it in ``decisions``.
+
 WAL with ``synchronous=NORMAL`` survives a killed process; a power cut may lose
 the last few transitions, which only means redoing a file (outputs are replaced
 atomically), never losing one.

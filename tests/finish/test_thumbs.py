@@ -26,7 +26,7 @@ def test_thumbnails_are_bounded_and_the_after_carries_the_alpha(tmp_path: Path) 
         assert shown.format == "JPEG" and shown.size == after.size
     assert read_meta(tmp_path / "thumbs", key) == {"timings": {"model": 0.5}, "confidence": 0.75}
     assert sorted(p.name for p in (tmp_path / "thumbs").iterdir()) == sorted(
-        f"{key}{s}" for s in (".before.jpg", ".after.png", ".json")
+        f"{key}{s}" for s in (".before.jpg", ".after.webp", ".json")
     )  # no temporaries left
 
 
