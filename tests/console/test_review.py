@@ -92,7 +92,9 @@ def test_rerun_with_another_profile_runs_the_file_again_with_it_and_stale_decisi
         page.evaluate(
             """url => { const f = document.createElement('form'); f.method = 'post'; f.action = url;
             const i = document.createElement('input'); i.name = 'action'; i.value = 'approve';
-            f.appendChild(i); document.body.appendChild(f); f.submit(); }""",
+            const t = document.createElement('input'); t.name = 'csrf_token';
+            t.value = JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRF-Token'];
+            f.append(i, t); document.body.appendChild(f); f.submit(); }""",
             f"{base}review/{int(entry_id or 0) + 1000}",
         )
         page.wait_for_selector("#error")
