@@ -31,6 +31,11 @@ InputError            Permanent for that file: the journal marks it failed, the
   DiedWhileProcessing (the daemon died twice in a row while this file was
                       running: quarantined instead of retried, so one poisonous
                       file cannot make a crash loop)
+  RejectedByOperator  (the operator rejected its result on the console's Review
+                      page: copied to ``error_dir`` with its record, like any)
+DecisionRefused       The console refuses an operator's decision (the file left
+                      review meanwhile, its result is gone or is a link): the
+                      page says why; nothing is moved and the journal is unchanged.
 TransientError        Retried with exponential backoff; the file stays pending.
   ShareUnavailable    The folder waits (logged once) until the share is back.
                       Also raised when an output, error, review or done root
@@ -121,6 +126,14 @@ class NotARegularFile(InputError):
 
 class DiedWhileProcessing(InputError):
     """The daemon died while processing this file, twice in a row: quarantined, not retried."""
+
+
+class RejectedByOperator(InputError):
+    """The operator rejected the result on the console's Review page."""
+
+
+class DecisionRefused(HotmatteError):
+    """A Review decision that cannot be carried out; nothing was changed."""
 
 
 class JournalUnusable(HotmatteError):

@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from daemon.config import is_loopback
-from daemon.console import batch, failures, overview, tryout
+from daemon.console import batch, failures, files, overview, review, tryout
 from daemon.console.context import ConsoleContext
 from daemon.console.security import ConsoleGuard, csrf_token
 
@@ -30,7 +30,9 @@ def build_app(ctx: ConsoleContext) -> Starlette:
 
     routes = [
         *overview.routes(ctx),
+        *files.routes(ctx),
         *failures.routes(ctx),
+        *review.routes(ctx),
         *tryout.routes(ctx, templates),
         *batch.routes(ctx, templates),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),

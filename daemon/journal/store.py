@@ -16,6 +16,10 @@ of retrying it forever; any real outcome sets ``crashes`` back to 0.
 ``attempts`` counts failed tries (transient errors that were retried, and the
 final failure), never claims, so restarts do not use up a file's retries.
 
+A done row whose result went to review_dir (``review = 1``) waits for the operator's decision on
+the console's Review page; :meth:`Journal.decide` applies it (approve: stays done; reject: failed,
+``RejectedByOperator``; rerun: pending with the chosen ``profile``) and records it in ``decisions``.
+
 WAL with ``synchronous=NORMAL`` survives a killed process; a power cut may lose
 the last few transitions, which only means redoing a file (outputs are replaced
 atomically), never losing one.
@@ -42,7 +46,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Literal, TypeVar, cast
 
-from daemon.errors import JournalUnusable
+from daemon.errors import JournalUnusable, RejectedByOperator
 from daemon.journal.faults import DiskFullWait, check_integrity, is_disk_full, translate
 from daemon.journal.names import from_column, printable, to_column
 
@@ -74,9 +78,24 @@ CREATE TABLE IF NOT EXISTS files (
     UNIQUE (folder, path)
 );
 CREATE INDEX IF NOT EXISTS files_due ON files (state, next_attempt);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL,
+    folder TEXT NOT NULL,
+    path TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('approve', 'reject', 'rerun')),
+    profile TEXT,
+    output TEXT,
+    decided_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_file ON decisions (file_id);
 """
 #: Columns added after the first release: (name, definition) for ALTER TABLE on older journals.
-_ADDED_COLUMNS = (("crashes", "INTEGER NOT NULL DEFAULT 0"),)
+_ADDED_COLUMNS = (("crashes", "INTEGER NOT NULL DEFAULT 0"), ("profile", "TEXT"))
+#: An operator's verdict on a result in review (the console's Review page).
+Decision = Literal["approve", "reject", "rerun"]
+#: error_class of a file whose result the operator rejected.
+REJECTED = RejectedByOperator.__name__
 
 
 @dataclass(frozen=True)
@@ -113,6 +132,25 @@ class Entry:
     output: str | None
     #: Crashes in a row while this row was running (see :meth:`Journal.reset_running`).
     crashes: int = 0
+    #: The cut's confidence, once done.
+    confidence: float | None = None
+    #: Done, and its result waits in review_dir for the operator's decision.
+    review: bool = False
+    #: A profile the operator chose for this file (Re-run on the Review page); None: the folder's.
+    profile: str | None = None
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One operator decision on a result in review."""
+
+    file_id: int
+    folder: str
+    path: str
+    decision: Decision
+    profile: str | None
+    output: str | None
+    decided_at: float
 
 
 def _unchanged(entry: Entry, fingerprint: Fingerprint, redo_done: bool) -> bool:
@@ -135,6 +173,10 @@ def _entry(row: sqlite3.Row) -> Entry:
         updated_at=row["updated_at"],
         output=row["output"],
         crashes=row["crashes"],
+        confidence=row["confidence"],
+        review=bool(row["review"]),
+        # A read-only journal of an older release may lack the column.
+        profile=row["profile"] if "profile" in row.keys() else None,  # noqa: SIM118 (`in row` tests values)
     )
 
 
@@ -551,6 +593,108 @@ class Journal:
             return done
 
         return self._write(change)
+
+    # --- console: files and review ----------------------------------------------------------------
+
+    def browse(
+        self,
+        *,
+        folder: str | None = None,
+        state: State | Literal["review"] | None = None,
+        search: str = "",
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Entry], int]:
+        """One page of rows (latest change first) and how many match in all.
+
+        ``state="review"`` is the done rows whose result waits in review_dir. ``search`` matches
+        anywhere in the relative path, case-insensitively (names stored as BLOBs are not searched).
+        """
+        where: list[str] = ["1"]
+        params: list[object] = []
+        if folder:
+            where.append("folder = ?")
+            params.append(folder)
+        if state == "review":
+            where.append("state = 'done' AND review = 1")
+        elif state:
+            where.append("state = ?")
+            params.append(state)
+        if search:
+            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("path LIKE ? ESCAPE '\\'")
+            params.append(f"%{escaped}%")
+        clause = " AND ".join(where)
+        with self._lock, self._guarded():
+            total = self._db.execute(f"SELECT count(*) FROM files WHERE {clause}", params).fetchone()[0]
+            rows = self._db.execute(
+                f"SELECT * FROM files WHERE {clause} ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            ).fetchall()
+        return [_entry(r) for r in rows], int(total)
+
+    def decide(
+        self, entry_id: int, decision: Decision, *, output: str | None = None, profile: str | None = None
+    ) -> bool:
+        """Record the operator's ``decision`` on a row in review, and apply it to the row.
+
+        approve: stays done, ``output`` is where the result now is; reject: failed
+        (:data:`REJECTED`, "rejected by the operator"); rerun: pending now, with ``profile``.
+        False (nothing recorded) when the row is no longer in review: decided already, or offered again.
+        """
+
+        def change(db: sqlite3.Connection) -> bool:
+            row = db.execute(
+                "SELECT * FROM files WHERE id = ? AND state = 'done' AND review = 1", (entry_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            now = time.time()
+            if decision == "approve":
+                db.execute(
+                    "UPDATE files SET review = 0, output = ?, updated_at = ? WHERE id = ?",
+                    (None if output is None else printable(output), now, entry_id),
+                )
+            elif decision == "reject":
+                db.execute(
+                    "UPDATE files SET state = 'failed', review = 0, output = NULL, error_class = ?,"
+                    " last_error = 'rejected by the operator', updated_at = ? WHERE id = ?",
+                    (REJECTED, now, entry_id),
+                )
+            else:
+                db.execute(
+                    "UPDATE files SET state = 'pending', review = 0, profile = ?, next_attempt = 0,"
+                    " output = NULL, confidence = NULL, updated_at = ? WHERE id = ?",
+                    (profile, now, entry_id),
+                )
+            db.execute(
+                "INSERT INTO decisions (file_id, folder, path, decision, profile, output, decided_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (entry_id, row["folder"], row["path"], decision, profile, output, now),
+            )
+            return True
+
+        return self._write(change)
+
+    def decisions(self, entry_id: int | None = None, limit: int = 100) -> list[DecisionRecord]:
+        """The latest decisions (of one row when ``entry_id`` is given), newest first."""
+        where, params = ("WHERE file_id = ?", (entry_id,)) if entry_id is not None else ("", ())
+        with self._lock, self._guarded():
+            rows = self._db.execute(
+                f"SELECT * FROM decisions {where} ORDER BY decided_at DESC, id DESC LIMIT ?", (*params, limit)
+            ).fetchall()
+        return [
+            DecisionRecord(
+                r["file_id"],
+                r["folder"],
+                from_column(r["path"]),
+                cast(Decision, r["decision"]),
+                r["profile"],
+                r["output"],
+                r["decided_at"],
+            )
+            for r in rows
+        ]
 
 
 def _migrate(db: sqlite3.Connection) -> None:

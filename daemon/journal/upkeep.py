@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 import structlog
 
 from daemon.config import Folder
+from daemon.finish.thumbs import remove_thumbs, thumb_key
 from daemon.journal.backend import JournalBackend
 from daemon.journal.store import Entry
 
@@ -71,6 +72,7 @@ def prune_journal(
 ) -> int:
     """Forget old finished rows whose source is gone (see the module docstring); return how many."""
     cutoff = (time.time() if now is None else now) - keep_days * DAY_SECONDS
+    thumbs = journal.path.parent / "console" / "thumbs"
     checkable = {name: _folder_checkable(folder) for name, folder in folders.items()}
     pruned, after = 0, 0
     while not stopping() and (page := journal.finished_before(cutoff, after_id=after)):
@@ -82,6 +84,9 @@ def prune_journal(
             if folder is not None and checkable[entry.folder] and _source_gone(folder, entry.path):
                 gone.append(entry)
         pruned += journal.prune(gone) if gone else 0
+        # The console's thumbnails go with their rows (one re-offered meanwhile makes new ones).
+        for entry in gone:
+            remove_thumbs(thumbs, thumb_key(entry.folder, entry.path))
     return pruned
 
 

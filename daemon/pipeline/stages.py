@@ -20,18 +20,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import structlog
 
 from daemon.beneath import fd_path, open_regular_file
 from daemon.config import Config
 from daemon.errors import DeviceOutOfMemory
 from daemon.finish.cutout import cut_out
 from daemon.finish.outputs import Destination
+from daemon.finish.thumbs import shrink, write_thumbs
 from daemon.io._types import ImageReader
 from daemon.io.detect import open_image
 from daemon.matting.engine import MattingEngine, load_engine, prepare
 from daemon.pipeline.stage_stats import StageClock, StageReport, save_report
 from daemon.pipeline.threads import cpu_count, model_threads_for, single_threaded_opencv, use_cpu_threads
 from daemon.profiles import Profile, get_profile
+
+log = structlog.get_logger("hotmatte")
 
 #: Bumped whenever the same input would give a different output; part of the journal fingerprint.
 #: 2: the model's input is built from a smaller proxy (see :func:`proxy_side`).
@@ -69,6 +73,8 @@ class Job:
     #: The trusted folder ``source`` lies in (a hot folder, a folder given to ``hotmatte process``):
     #: nothing below it is followed if it is a link. None: ``source``'s own folder.
     source_root: Path | None = None
+    #: Where the console's before/after thumbnails go (directory / key, daemon.finish.thumbs); None: none.
+    thumbs: Path | None = None
 
 
 def open_source(job: Job) -> int:
@@ -111,6 +117,8 @@ class _Work:
     #: The decoded proxy, kept for profiles whose finishing needs a working copy (saves a decode).
     proxy: np.ndarray | None = None
     alpha: np.ndarray | None = None
+    #: The proxy shrunk to a thumbnail (only when the job asks for thumbnails).
+    thumb: np.ndarray | None = None
 
 
 _STOP = object()
@@ -270,6 +278,8 @@ class Pipeline:
                 proxy = item.reader.proxy(side)
                 item.prepared = prepare(proxy, size)
                 item.proxy = None if profile.is_raw else proxy
+                if item.job.thumbs is not None:  # from the proxy in hand: the original is never re-read
+                    item.thumb = shrink(proxy)
             # Stage boundary: whatever one file raises becomes that file's outcome, never a dead thread.
             except Exception as exc:
                 self._deliver(item, None, exc)
@@ -361,7 +371,20 @@ class Pipeline:
                 elapsed -= result.detail_seconds
             item.timings["finish"] = elapsed
             self.clock.record("finish", elapsed)
+            self._write_thumbs(item, result.confidence)
             self._deliver(item, result.output, None, result.confidence, result.review)
+
+    @staticmethod
+    def _write_thumbs(item: _Work, confidence: float) -> None:
+        prefix = item.job.thumbs
+        if prefix is None or item.thumb is None or item.alpha is None:
+            return
+        try:
+            write_thumbs(prefix, item.thumb, item.alpha, item.timings, confidence)
+        # A thumbnail is only for the console's pages: it never costs the file its outcome.
+        except Exception as exc:
+            log.warning("thumbs_failed", source=str(item.job.source), error=str(exc))
+        item.thumb = None
 
 
 def resolve_workers(config: Config, engine: MattingEngine | None = None) -> tuple[int, int, int]:

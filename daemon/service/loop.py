@@ -41,6 +41,7 @@ from daemon.config import Config, Folder, load_config
 from daemon.console import ConsoleContext, ConsoleServer
 from daemon.errors import ConfigError, DatabaseUnavailable, JournalUnusable, OutputCollision, ShareUnavailable
 from daemon.finish.roots import folder_roots_available, keep_state_beside, remember_roots
+from daemon.finish.thumbs import thumb_key
 from daemon.journal.backend import JournalBackend
 from daemon.journal.cluster import ClusterJournal
 from daemon.journal.cluster_db import DatabaseWait
@@ -278,6 +279,12 @@ class Service:
         if server.start():
             self._console = server
 
+    def _thumbs_prefix(self, folder: Folder, entry: Entry) -> Path | None:
+        """Where the console's thumbnails of ``entry`` go; None without a console (none are made)."""
+        if self._config.console is None:
+            return None
+        return self._journal.path.parent / "console" / "thumbs" / thumb_key(folder.name, entry.path)
+
     # --- start-up -----------------------------------------------------------------------------------
 
     # --- watchers -----------------------------------------------------------------------------------
@@ -399,13 +406,14 @@ class Service:
             job = Job(
                 folder.input / entry.path,
                 destination_for(folder, entry.path, self._config),
-                folder.profile,
+                entry.profile or folder.profile,  # the operator's Re-run profile, else the folder's
                 entry.id,
                 review_below=folder.review_below,
                 review_destination=destination_for(
                     folder, entry.path, self._config, folder.resolved_review_dir
                 ),
                 source_root=folder.input,
+                thumbs=self._thumbs_prefix(folder, entry),
             )
             if not self.pipeline.submit(job, timeout=0):
                 self._journal.unclaim(entry.id)
@@ -420,7 +428,13 @@ class Service:
             self._running[entry.id] = Running(folder, entry, time.monotonic())
             if probe:
                 self._outcomes.space.claimed(entry.folder)
-            log.info("started", folder=folder.name, path=entry.path, attempt=entry.attempts + 1)
+            log.info(
+                "started",
+                folder=folder.name,
+                path=entry.path,
+                attempt=entry.attempts + 1,
+                profile=job.profile,
+            )
             if entry.crashes:
                 self._suspect = entry.id
                 log.warning("suspect_alone", folder=folder.name, path=entry.path, crashes=entry.crashes)

@@ -6,9 +6,11 @@ import sqlite3
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from daemon.config import Folder, load_config
+from daemon.finish.thumbs import thumb_key, write_thumbs
 from daemon.journal.store import Fingerprint, Journal
 from daemon.journal.upkeep import DAY_SECONDS, JournalUpkeep, prune_journal
 from daemon.service.folder_files import fingerprint
@@ -57,10 +59,16 @@ def test_old_rows_whose_source_is_gone_are_pruned_and_the_rest_kept(tmp_path: Pa
     finished(journal, "hot", "failed-present.jpg", "failed")
     journal.offer("hot", "pending-gone.jpg", FP)  # never processed: not upkeep's to forget
 
+    thumbs = journal.path.parent / "console" / "thumbs"
+    for name in ("present.jpg", "gone.jpg"):
+        write_thumbs(thumbs / thumb_key("hot", name), np.zeros((4, 4, 3), np.uint8), np.ones((2, 2)), {}, 1.0)
+
     # Rows newer than journal_keep_days are kept, source or not.
     assert prune_journal(journal, {"hot": hot}, keep_days=30) == 0
     # Forty days on: only the finished rows whose source is gone go, in every sub-folder.
     assert prune_journal(journal, {"hot": hot}, keep_days=30, now=time.time() + LATER) == 3
+    # Their console thumbnails go with them.
+    assert {p.name.split(".")[0] for p in thumbs.iterdir()} == {thumb_key("hot", "present.jpg")}
     assert paths(journal) == {
         "hot/present.jpg",
         "hot/sub/present.jpg",

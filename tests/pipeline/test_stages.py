@@ -157,3 +157,34 @@ def test_auto_batch_is_one_on_cpu_and_explicit_values_win(engine: MattingEngine,
     assert resolve_workers(auto, engine) == (3, 2, 1)
     fixed = parse_config("workers: {batch_size: 4}\n", tmp_path)
     assert resolve_workers(fixed, engine)[2] == 4
+
+
+def test_a_job_asking_for_thumbnails_gets_them_from_the_proxy_and_a_failed_one_gets_none(
+    tmp_path: Path, engine: MattingEngine
+) -> None:
+    from daemon.finish.thumbs import THUMB_SIDE, read_meta, thumb_path
+
+    (tmp_path / "in").mkdir()
+    source = save_jpeg(
+        tmp_path / "in" / "a.jpg", np.asarray(Image.fromarray(photo("coffee")).resize((800, 600)))
+    )
+    broken = tmp_path / "in" / "b.jpg"
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    thumbs = tmp_path / "state" / "thumbs"
+    jobs = [
+        Job(
+            src,
+            Destination.at(tmp_path / "out" / f"{src.stem}.png"),
+            "raw",
+            src.name,
+            thumbs=thumbs / src.stem,
+        )
+        for src in (source, broken)
+    ]
+    outcomes = {o.job.key: o for o in _run(Pipeline(engine, lambda _: None), jobs)}
+    assert outcomes["a.jpg"].ok and not outcomes["b.jpg"].ok
+    with Image.open(thumb_path(thumbs, "a", "after")) as after:
+        assert after.mode == "RGBA" and after.size == (THUMB_SIDE, 240)
+    timings = read_meta(thumbs, "a")["timings"]
+    assert isinstance(timings, dict) and set(timings) >= {"decode", "model", "finish"}
+    assert not thumb_path(thumbs, "b", "after").exists()
