@@ -369,6 +369,40 @@ class ClusterJournal(ClusterReads):
                 entry_id, "stopped", "state = 'pending'", (), lambda c, j: jobs.retry(self._db, c, j)
             )
 
+    # --- the operator's retry -------------------------------------------------------------------
+
+    def requeue_failed(self, entry_ids: Collection[int]) -> list[int]:
+        """Rows still ``failed`` back to ``pending`` with a fresh budget, each with a new job.
+
+        The job is deferred like an arrival's (:func:`daemon.journal.cluster_jobs.defer`: the
+        queueing lock is folder + path + fingerprint), in the row's transaction, so exactly one
+        node fetches it. The row's claim token is raised too, so an outcome still on its way from
+        an earlier claim is fenced. Works without being a worker (console, ``hotmatte retry``).
+        """
+        ids = list(entry_ids)
+        if not ids:
+            return []
+
+        def change(conn: Connection) -> list[int]:
+            rows = self._q(
+                conn,
+                "UPDATE hotmatte_files SET state = 'pending', attempts = 0, crashes = 0, next_attempt = 0,"
+                " error_class = NULL, last_error = NULL, claim = claim + 1, claimed_by = NULL,"
+                " updated_at = %s WHERE state = 'failed' AND id = ANY(%s) RETURNING *",
+                (time.time(), ids),
+            )
+            for row in rows:
+                entry = entry_of(row)
+                jobs.cancel(self._db, conn, row["job_id"])  # a job of this row still waiting (none, normally)
+                job_id = jobs.defer(
+                    self._db, conn, entry.folder, entry.path, entry.id, _fp(entry.fingerprint)
+                )
+                self._q(conn, "UPDATE hotmatte_files SET job_id = %s WHERE id = %s", (job_id, entry.id))
+                self._event(conn, "requeued", row, row["claim"])
+            return [int(r["id"]) for r in rows]
+
+        return self._db.transact(change)
+
     # --- upkeep ---------------------------------------------------------------------------------
 
     def prune(self, entries: Collection[Entry]) -> int:

@@ -39,13 +39,15 @@ import structlog
 
 from daemon.config import Config, Folder, load_config
 from daemon.console import ConsoleContext, ConsoleServer
+from daemon.console.journal_link import DATABASE_PATIENCE_SECONDS
 from daemon.errors import ConfigError, DatabaseUnavailable, JournalUnusable, OutputCollision, ShareUnavailable
 from daemon.finish.roots import folder_roots_available, keep_state_beside, remember_roots
 from daemon.journal.backend import JournalBackend
 from daemon.journal.cluster import ClusterJournal
 from daemon.journal.cluster_db import DatabaseWait
 from daemon.journal.faults import DiskFullWait
-from daemon.journal.store import Entry, Journal
+from daemon.journal.opening import open_journal, open_reader
+from daemon.journal.store import Entry
 from daemon.journal.upkeep import JournalUpkeep
 from daemon.logs import configure_logging
 from daemon.pipeline.stage_stats import report_path_for, save_report
@@ -262,7 +264,8 @@ class Service:
         pipeline = self.pipeline
         ctx = ConsoleContext(
             config=lambda: self._config,
-            journal_path=self._journal.path,
+            # Its own connection: the SQLite file, or the cluster's database as a non-worker reader.
+            open_journal=lambda: open_reader(self._config, give_up_after=DATABASE_PATIENCE_SECONDS),
             state_dir=self._journal.path.parent / "console",
             snapshot=lambda: self._snapshot,
             engine=lambda: pipeline.engine if pipeline is not None else None,
@@ -606,13 +609,6 @@ class Service:
             self._publish_stage_timings()
         # No ping when unhealthy or stalled: systemd's watchdog restarts us (daemon/service/liveness.py).
         self._liveness.tick(now, busy=self._busy, healthy=self.healthy, details=self._details)
-
-
-def open_journal(config: Config) -> JournalBackend:
-    """The SQLite journal, or with ``cluster:`` the shared PostgreSQL one (this node a worker)."""
-    if config.cluster is not None:
-        return ClusterJournal(config.cluster, config.journal)
-    return Journal.open(config.journal)
 
 
 def run_daemon(config_path: Path | None) -> int:
