@@ -118,10 +118,8 @@ def test_failed_rows_are_paged_newest_first_per_folder(nodes: list[ClusterJourna
 def test_a_reader_gives_up_on_a_database_that_went_away_and_reconnects_once_it_is_back(
     own_server: ThrowAwayServer, tmp_path: Path
 ) -> None:
-    config = parse_config(
-        f"journal: {tmp_path / 'journal.sqlite'}\ncluster:\n  database: '{own_server.conninfo}'\n  node: n1\n",
-        tmp_path,
-    )
+    cluster = f"cluster:\n  database: '{own_server.conninfo}'\n  node: n1\n"
+    config = parse_config(f"journal: {tmp_path / 'journal.sqlite'}\n{cluster}", tmp_path)
     journal = open_reader(config, give_up_after=1.0)
     try:
         assert journal.counts() == {}
