@@ -127,7 +127,9 @@ def main() -> None:
             (root / f).mkdir()
         config = Config.model_validate({"journal": str(journal_path), "folders": folders})
         ctx = ConsoleContext(
-            config=lambda: config, journal_path=journal_path, state_dir=root / "state" / "console"
+            config=lambda: config,
+            open_journal=lambda: Journal.open(journal_path),
+            state_dir=root / "state" / "console",
         )
         server = ConsoleServer(Console(listen="127.0.0.1:0"), ctx)
         assert server.start()

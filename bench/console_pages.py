@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from daemon.config import parse_config
 from daemon.console import ConsoleContext, ConsoleServer
+from daemon.journal.opening import open_reader
 from daemon.journal.store import Fingerprint, Journal
 
 RESULTS = Path(__file__).resolve().parent / "results" / "console_pages.json"
@@ -183,7 +184,8 @@ def main() -> int:
         print(f"journal: {args.rows} rows in {fill['fill_seconds']} s", flush=True)
         assert config.console is not None
         server = ConsoleServer(
-            config.console, ConsoleContext(lambda: config, config.journal, root / "console", snapshot)
+            config.console,
+            ConsoleContext(lambda: config, lambda: open_reader(config), root / "console", snapshot),
         )
         assert server.start()
         try:

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import get_args
 
 from daemon.config import load_config
-from daemon.errors import ConfigError, HotmatteError, WeightsError
+from daemon.errors import ConfigError, DatabaseUnavailable, HotmatteError, JournalUnusable, WeightsError
 from daemon.io.writers import OutputFormat
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: ``hotmatte retry`` in cluster mode: how long it waits for a database that stopped answering.
+RETRY_DATABASE_PATIENCE_SECONDS = 30.0
 
 
 class _VersionAction(argparse.Action):
@@ -157,21 +159,26 @@ def _status(args: argparse.Namespace) -> int:
 
 def _retry(args: argparse.Namespace) -> int:
     from daemon.journal.names import printable
+    from daemon.journal.opening import open_reader
     from daemon.journal.retry import RetryTarget, retry_failed, target_for
-    from daemon.journal.store import Journal
 
     if not args.all and not args.targets:
         raise ConfigError(["retry: name a failed file, a directory or a folder, or use --all"])
     config = load_config(args.config)
     targets = [RetryTarget()] if args.all else [target_for(config, t) for t in args.targets]
-    if not config.journal.exists():
+    if config.cluster is None and not config.journal.exists():
         print(f"hotmatte: no journal at {config.journal}: nothing has failed yet", file=sys.stderr)
         return EXIT_FAILED
-    journal = Journal.open(config.journal)
     try:
-        retried = [entry for target in targets for entry in retry_failed(journal, target)]
-    finally:
-        journal.close()
+        # The same journal the daemon uses: SQLite, or the cluster's database (any node may ask).
+        journal = open_reader(config, give_up_after=RETRY_DATABASE_PATIENCE_SECONDS)
+        try:
+            retried = [entry for target in targets for entry in retry_failed(journal, target)]
+        finally:
+            journal.close()
+    except (DatabaseUnavailable, JournalUnusable) as exc:
+        print(f"hotmatte: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     for entry in retried:
         was = f"{entry.error_class}: {entry.last_error}"
         print(f"{entry.folder}/{printable(entry.path)}: back to pending (was {was})")

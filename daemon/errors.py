@@ -15,6 +15,8 @@ DatabaseUnavailable   Cluster mode: the PostgreSQL server cannot be reached. At
                       the same journal transition until the server answers;
                       outcomes of files in flight are recorded then (a file
                       another node took back meanwhile is not recorded twice).
+                      The console's pages say "the journal cannot be read"
+                      after 5 s; ``hotmatte retry`` exits 1 after 30 s.
 InputError            Permanent for that file: the journal marks it failed, the
   UnsupportedInput    original is copied into the folder's ``error_dir`` with a
   CorruptInput        ``<name>.error.json`` beside it. Other files go on.

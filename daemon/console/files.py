@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import cast
@@ -23,7 +22,8 @@ from starlette.routing import BaseRoute, Route
 from daemon.beneath import open_regular_file
 from daemon.config import Config
 from daemon.console.context import ConsoleContext
-from daemon.errors import HotmatteError
+from daemon.console.journal_link import console_journal as shared_console_journal
+from daemon.errors import HotmatteError, JournalUnusable
 from daemon.finish.failures import record_name
 from daemon.finish.thumbs import read_meta, thumb_key, thumb_path
 from daemon.journal.store import STATES, Entry, Journal, State
@@ -33,17 +33,14 @@ _KEY = re.compile(r"^[0-9a-f]{32}$")
 #: The largest error record shown (records are a few hundred bytes; a planted big file is cut).
 _RECORD_LIMIT = 16_384
 
-_journals: dict[int, Journal] = {}
-_journals_lock = threading.Lock()
-
 
 def console_journal(ctx: ConsoleContext) -> Journal:
-    """The console's own connection to the journal (WAL lets it read beside the loop's)."""
-    with _journals_lock:
-        journal = _journals.get(id(ctx))
-        if journal is None:
-            journal = _journals[id(ctx)] = Journal.open(ctx.journal_path)
-        return journal
+    """The console's own journal connection (:mod:`daemon.console.journal_link`), as the SQLite
+    journal, whose browse and decide these pages use."""
+    journal = shared_console_journal(ctx)
+    if not isinstance(journal, Journal):
+        raise JournalUnusable("the Files and Review pages do not read a cluster journal yet")
+    return journal
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 Per folder: files pending, running, done, failed and in review (the journal), files per minute
 over the last 10 minutes (done rows whose last change is that recent), share reachability (the
 loop's snapshot), free space on each output root (``statvfs``); the pipeline's stage bars with
-the bottleneck, the device and model (snapshot); the last failures (journal).
+the bottleneck, the device and model (snapshot); the last failures (journal). In cluster mode
+the counts are the whole cluster's, and a table shows each node as ``hotmatte status`` does:
+alive or silent, heartbeat age, files running now, done, and taken back from it.
 
 The page is served whole at ``/``; HTMX then swaps in ``/overview/live`` every few seconds (the
 same template block), so no JavaScript of ours is involved and it stops cleanly on navigation.
@@ -29,7 +31,8 @@ from starlette.routing import BaseRoute, Route
 from daemon.config import Config
 from daemon.console.context import ConsoleContext
 from daemon.console.journal_link import console_journal
-from daemon.errors import JournalUnusable
+from daemon.errors import DatabaseUnavailable, JournalUnusable
+from daemon.journal.cluster import ClusterJournal
 from daemon.journal.names import printable
 from daemon.journal.store import STATES, Entry
 from daemon.matting.weights import resolve_weights_dir
@@ -40,7 +43,7 @@ RATE_WINDOW_SECONDS = 600
 REFRESH_SECONDS = 2
 FAILURES_SHOWN = 5
 #: What a page shows as "the journal cannot be read" rather than a bare 500.
-UNREADABLE = (sqlite3.Error, JournalUnusable, OSError)
+UNREADABLE = (sqlite3.Error, JournalUnusable, DatabaseUnavailable, OSError)
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,8 @@ def overview_facts(ctx: ConsoleContext) -> dict[str, Any]:
     stages = snapshot.get("stages")
     return {
         "folders": folders,
+        "nodes": journal.nodes() if isinstance(journal, ClusterJournal) else None,
+        "this_node": config.cluster.node if config.cluster is not None else None,
         "total_per_minute": sum(f.per_minute for f in folders),
         "stages": stages if isinstance(stages, dict) else None,
         "device": snapshot.get("device"),

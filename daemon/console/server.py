@@ -17,6 +17,7 @@ import uvicorn
 from daemon.config import Console
 from daemon.console.app import build_app
 from daemon.console.context import ConsoleContext
+from daemon.console.journal_link import close_console_journal
 
 log = structlog.get_logger("hotmatte")
 
@@ -34,6 +35,7 @@ class ConsoleServer:
         host, port = split_listen(settings.listen)
         self.host = host
         self.port = port
+        self._ctx = ctx
         self._server = uvicorn.Server(
             uvicorn.Config(build_app(ctx), host=host, port=port, log_config=None, access_log=False)
         )
@@ -71,3 +73,5 @@ class ConsoleServer:
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout)
+        # Its own journal connection (a cluster database's connection, too) ends with it.
+        close_console_journal(self._ctx)

@@ -31,7 +31,7 @@ from daemon.beneath import fd_path
 from daemon.console import knobs, uploads
 from daemon.console.context import ConsoleContext
 from daemon.console.preview import Analysed, EngineSource, analyse, render_full, render_preview
-from daemon.errors import ConfigError, HotmatteError
+from daemon.errors import ConfigError, HotmatteError, UnsafePath
 from daemon.profiles import BUILTIN_PROFILES, Profile
 
 log = structlog.get_logger("hotmatte")
@@ -60,7 +60,7 @@ def readable(exc: BaseException) -> list[str]:
     """What the operator reads for ``exc``: our errors say what to do; others name their class."""
     if isinstance(exc, ConfigError):
         return exc.problems
-    if isinstance(exc, (HotmatteError, uploads.UploadRefused, uploads.PathRefused)):
+    if isinstance(exc, (HotmatteError, uploads.UploadRefused)):
         return [str(exc)]
     return [f"unexpected {type(exc).__name__}: {exc}"]
 
@@ -90,7 +90,7 @@ def routes(ctx: ConsoleContext, templates: Jinja2Templates) -> list[BaseRoute]:
         image_id = request.path_params["image"]
         folder = root / image_id
         if not IMAGE_ID.match(image_id) or not folder.is_dir():
-            raise uploads.PathRefused("that image is no longer here: upload it again")
+            raise UnsafePath("that image is no longer here: upload it again")
         os.utime(folder)  # in use: the pruning keeps the newest
         return folder
 
@@ -162,7 +162,7 @@ def routes(ctx: ConsoleContext, templates: Jinja2Templates) -> list[BaseRoute]:
                 os.close(fd)
         except Exception as exc:
             shutil.rmtree(folder, ignore_errors=True)
-            return error(request, exc, 403 if isinstance(exc, uploads.PathRefused) else 400)
+            return error(request, exc, 403 if isinstance(exc, UnsafePath) else 400)
         return await workspace(request, image, folder_name)
 
     async def knob_panel(request: Request) -> Response:
@@ -213,7 +213,7 @@ def routes(ctx: ConsoleContext, templates: Jinja2Templates) -> list[BaseRoute]:
         name = request.path_params["name"]
         try:
             folder = image_folder(request)
-        except uploads.PathRefused as exc:
+        except UnsafePath as exc:
             return Response(str(exc), 404)
         if not PREVIEW_FILE.match(name) or not (folder / name).is_file():
             return Response("no such preview", 404)
@@ -261,7 +261,7 @@ def routes(ctx: ConsoleContext, templates: Jinja2Templates) -> list[BaseRoute]:
         name = request.path_params["name"]
         try:
             folder = image_folder(request)
-        except uploads.PathRefused as exc:
+        except UnsafePath as exc:
             return Response(str(exc), 404)
         path = folder / "result" / name
         if "/" in name or name in ("", ".", "..") or not path.is_file():

@@ -8,8 +8,8 @@ label: files are stored under names we make. Megapixels are checked later, on ea
 header, by :func:`daemon.io.detect.open_image` (before any decode).
 
 :func:`resolve_in_folder` maps a (hot folder, relative path) pick to a descriptor of a regular
-file strictly inside that folder. h/console owns the console's shared path-rule helper; this
-is a minimal private one so the pages stand alone until the merge (then call the shared one).
+file strictly inside that folder, through the console's shared path rule
+(:mod:`daemon.console.paths`) and then an ``O_NOFOLLOW`` open.
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from daemon.beneath import open_regular_file
 from daemon.config import Config
+from daemon.console.paths import folder_file
+from daemon.errors import HotmatteError, UnsafePath
 
 if TYPE_CHECKING:  # a typing-only name in python_multipart
     from python_multipart.multipart import MultipartCallbacks
@@ -42,10 +43,6 @@ class UploadRefused(Exception):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
-
-
-class PathRefused(Exception):
-    """A pick names no regular file strictly inside a configured hot folder."""
 
 
 @dataclass
@@ -198,42 +195,23 @@ def upload_limit(config: Config) -> int:
     return int(megabytes * 1e6)
 
 
-def clean_relative(relative: str) -> str:
-    """``relative`` percent-decoded until stable and checked: :class:`PathRefused` for ``..``, absolute,
-    backslashes or control characters, in whatever encoding they arrive."""
-    text = relative
-    for _ in range(4):  # %252e%252e → %2e%2e → ..
-        decoded = unquote(text)
-        if decoded == text:
-            break
-        text = decoded
-    else:
-        raise PathRefused("the path is encoded too many times")
-    if "\\" in text or any(unicodedata.category(c) == "Cc" for c in text):
-        raise PathRefused("the path holds a backslash or control character")
-    if text.startswith("/") or os.path.isabs(text):
-        raise PathRefused("an absolute path is not allowed; pick a file inside the folder")
-    parts = [p for p in text.split("/") if p not in ("", ".")]
-    if not parts or any(p == ".." for p in parts):
-        raise PathRefused("the path must name a file inside the folder (no ..)")
-    return "/".join(parts)
-
-
 def resolve_in_folder(config: Config, folder: str, relative: str) -> tuple[int, str]:
-    """(read-only descriptor, clean relative path) of a regular file strictly inside hot folder ``folder``.
+    """(read-only descriptor, relative path) of a regular file strictly inside hot folder ``folder``.
 
-    Nothing below the folder is followed if it is a link (:func:`daemon.beneath.open_regular_file`).
+    The request's text is checked by the console's one path rule
+    (:func:`daemon.console.paths.folder_file`: unknown folders, ``..``, absolute paths,
+    backslashes, links and every percent-encoded variant are refused); the file is then opened
+    component by component with ``O_NOFOLLOW`` (:func:`daemon.beneath.open_regular_file`), so
+    a link planted between the check and the open is refused too. :class:`UnsafePath` for all.
     """
-    match = [f for f in config.folders if f.name == folder]
-    if not match:
-        raise PathRefused(f"no hot folder named {folder!r}")
-    clean = clean_relative(relative)
+    folder_file(config, folder, relative)
+    root = next(f.input for f in config.folders if f.name == folder)
     try:
-        return open_regular_file(match[0].input, clean), clean
+        return open_regular_file(root, relative), relative
     except OSError as exc:  # SymlinkNotFollowed, NotARegularFile, missing: all "not a file in there"
-        raise PathRefused(f"{clean}: {exc.strerror or exc}") from None
-    except Exception as exc:
-        raise PathRefused(f"{clean}: {exc}") from None
+        raise UnsafePath(f"{relative}: {exc.strerror or exc}") from None
+    except HotmatteError as exc:
+        raise UnsafePath(f"{relative}: {exc}") from None
 
 
 def list_folder(config: Config, folder: str, limit: int = 200) -> list[str]:

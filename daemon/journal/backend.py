@@ -28,6 +28,17 @@ Failure semantics (the rules of the hardening issue, for both backends):
   be processed again but its output is replaced atomically and only one outcome is recorded.
 - **Outcomes are fenced** (PostgreSQL): an outcome for a claim that was taken back from this
   node meanwhile changes nothing and is logged as ``stale_outcome``.
+- **An operator's retry is all or nothing, and only for what is still failed.**
+  :meth:`requeue_failed` (the console's Failures page, ``hotmatte retry``) puts the rows that are
+  *still* ``failed`` when its transaction runs back to ``pending``, due now, with a fresh retry
+  budget, and returns their ids; a row the daemon re-offered, pruned or already requeued
+  meanwhile is left alone and not returned, so two operators retrying at once requeue it once.
+  PostgreSQL: each requeued row gets a new Procrastinate job under the same queueing-lock rules
+  as an arrival (folder + path + fingerprint; one waiting job per version), in the same
+  transaction as the row, so exactly one node takes it. Readers that are not the service
+  (console, CLI) open their own connection; while the storage is out of reach their reads and
+  retries wait as any write does, unless their wait hook gives up (the console's does, after
+  a few seconds, and says "the journal cannot be read").
 """
 
 from __future__ import annotations
@@ -89,3 +100,8 @@ class JournalBackend(Protocol):
     def in_review(self) -> dict[str, int]: ...
     def waiting_for_space(self) -> dict[str, tuple[int, str]]: ...
     def recent_failures(self, limit: int = 10) -> list[Entry]: ...
+    def done_since(self, cutoff: float) -> dict[str, int]: ...
+    def failed(self, folder: str | None = None, limit: int = 100, offset: int = 0) -> list[Entry]: ...
+
+    # the operator's retry (see "An operator's retry" above)
+    def requeue_failed(self, entry_ids: Collection[int]) -> list[int]: ...

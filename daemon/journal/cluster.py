@@ -30,16 +30,16 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from daemon.config import Cluster
 from daemon.errors import JournalUnusable
 from daemon.journal import cluster_jobs as jobs
+from daemon.journal.cluster_admin import ClusterAdmin, fingerprint_params
 from daemon.journal.cluster_db import Connection, Database, DatabaseWait, Row
 from daemon.journal.cluster_heartbeat import heartbeats
-from daemon.journal.cluster_reads import ClusterReads, entry_of
+from daemon.journal.cluster_reads import entry_of
 from daemon.journal.faults import DiskFullWait
 from daemon.journal.names import printable
 from daemon.journal.store import Entry, Fingerprint
@@ -47,11 +47,7 @@ from daemon.journal.store import Entry, Fingerprint
 log = structlog.get_logger("hotmatte")
 
 
-def _fp(f: Fingerprint) -> tuple[object, ...]:
-    return (f.size, f.mtime_ns, f.profile_hash, f.pipeline_version)
-
-
-class ClusterJournal(ClusterReads):
+class ClusterJournal(ClusterAdmin):
     """:class:`daemon.journal.backend.JournalBackend` on PostgreSQL + Procrastinate (module docstring)."""
 
     def __init__(self, settings: Cluster, path: Path, *, worker: bool = True) -> None:
@@ -109,20 +105,6 @@ class ClusterJournal(ClusterReads):
                 log.warning("cluster_unregister_failed", error=str(exc))
         self._db.close()
 
-    # --- helpers --------------------------------------------------------------------------------
-
-    def _event(
-        self, conn: Connection, kind: str, row: Row | Entry, claim: int | None = None, detail: str = ""
-    ) -> None:
-        file_id, folder = (row.id, row.folder) if isinstance(row, Entry) else (row["id"], row["folder"])
-        path = os.fsencode(row.path) if isinstance(row, Entry) else row["path"]
-        self._db.execute(
-            conn,
-            "INSERT INTO hotmatte_events (file_id, folder, path, node, kind, claim, detail)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (file_id, folder, path, self.node, kind, claim, detail or None),
-        )
-
     # --- arrivals -------------------------------------------------------------------------------
 
     def get_by_id(self, entry_id: int) -> Entry | None:
@@ -164,53 +146,14 @@ class ClusterJournal(ClusterReads):
                 " state,"
                 " updated_at) VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s)"
                 " ON CONFLICT (folder, path) DO NOTHING RETURNING *",
-                (folder, raw, *_fp(fingerprint), now),
+                (folder, raw, *fingerprint_params(fingerprint), now),
             )
             if not inserted:  # another node inserted it between our SELECT and INSERT: theirs to queue
                 return False
             row = inserted[0]
-            job_id = jobs.defer(self._db, conn, folder, path, row["id"], _fp(fingerprint))
+            job_id = jobs.defer(self._db, conn, folder, path, row["id"], fingerprint_params(fingerprint))
             self._q(conn, "UPDATE hotmatte_files SET job_id = %s WHERE id = %s", (job_id, row["id"]))
             self._event(conn, "queued", row)
-            return True
-
-        return self._db.transact(change)
-
-    def import_row(self, row: dict[str, Any]) -> bool:
-        """Copy one SQLite journal row (``hotmatte journal migrate``); False when the file is already here.
-
-        Done and failed rows keep their outcome; pending and running ones are queued again.
-        """
-        path = row["path"] if isinstance(row["path"], str) else os.fsdecode(row["path"])
-        fingerprint = Fingerprint(row["size"], row["mtime_ns"], row["profile_hash"], row["pipeline_version"])
-        state = row["state"] if row["state"] in ("done", "failed") else "pending"
-
-        def change(conn: Connection) -> bool:
-            columns = (
-                "attempts",
-                "last_error",
-                "error_class",
-                "updated_at",
-                "output",
-                "confidence",
-                "review",
-            )
-            inserted = self._q(
-                conn,
-                "INSERT INTO hotmatte_files (folder, path, size, mtime_ns, profile_hash, pipeline_version,"
-                " state,"
-                f" {', '.join(columns)}) VALUES ({', '.join(['%s'] * (7 + len(columns)))})"
-                " ON CONFLICT (folder, path) DO NOTHING RETURNING *",
-                (row["folder"], os.fsencode(path), *_fp(fingerprint), state, *(row[c] for c in columns)),
-            )
-            if not inserted:
-                return False
-            if state == "pending":
-                job_id = jobs.defer(self._db, conn, row["folder"], path, inserted[0]["id"], _fp(fingerprint))
-                self._q(
-                    conn, "UPDATE hotmatte_files SET job_id = %s WHERE id = %s", (job_id, inserted[0]["id"])
-                )
-            self._event(conn, "migrated", inserted[0], detail=state)
             return True
 
         return self._db.transact(change)

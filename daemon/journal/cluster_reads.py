@@ -135,9 +135,29 @@ class ClusterReads:
         )
         return [entry_of(r) for r in rows]
 
+    def done_since(self, cutoff: float) -> dict[str, int]:
+        """``{folder: n}`` of files that ended done since ``cutoff`` (the console's files per minute)."""
+        rows = self._read(
+            "SELECT folder, count(*) AS n FROM hotmatte_files WHERE state = 'done' AND updated_at >= %s"
+            " GROUP BY folder",
+            (cutoff,),
+        )
+        return {r["folder"]: r["n"] for r in rows}
+
+    def failed(self, folder: str | None = None, limit: int = 100, offset: int = 0) -> list[Entry]:
+        """Failed rows, newest first, of one folder or all (a page of ``limit`` from ``offset``)."""
+        where, params = ("AND folder = %s", (folder,)) if folder is not None else ("", ())
+        rows = self._read(
+            f"SELECT * FROM hotmatte_files WHERE state = 'failed' {where}"
+            " ORDER BY updated_at DESC, id DESC LIMIT %s OFFSET %s",
+            (*params, limit, offset),
+        )
+        return [entry_of(r) for r in rows]
+
     def nodes(self) -> list[Row]:
-        """Per node: last heartbeat age, files running now, files done (from the events)."""
-        return self._read(
+        """Per node: last heartbeat age, alive (heard from within ``stalled_after_seconds``), files
+        running now, files done and files taken back from it (from the events)."""
+        rows = self._read(
             "SELECT n.node, n.host, n.pid, extract(epoch FROM now() - n.last_seen)::float AS silent_seconds,"
             " (SELECT count(*) FROM hotmatte_files f WHERE f.state = 'running' AND f.claimed_by = n.node)"
             " AS running,"
@@ -146,3 +166,5 @@ class ClusterReads:
             " AS taken_back"
             " FROM hotmatte_nodes n ORDER BY n.node"
         )
+        stalled = self.settings.stalled_after_seconds
+        return [{**n, "alive": n["silent_seconds"] < stalled} for n in rows]

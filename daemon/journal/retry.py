@@ -3,8 +3,10 @@
 The one code path behind the console's Failures page (retry one, retry all) and ``hotmatte retry``
 (one file, a folder or a directory below it, every failed file). Only the journal changes: the
 daemon's loop claims pending rows that are due, whoever put them there, so nothing talks to the
-running service. The original never left the hot folder (a failure leaves a copy and a record in
-``error_dir``), so there is nothing to move back; the row's retry budget starts again.
+running service; in cluster mode the requeued file gets a new job that exactly one node takes
+(:meth:`daemon.journal.backend.JournalBackend.requeue_failed`). The original never left the hot
+folder (a failure leaves a copy and a record in ``error_dir``), so there is nothing to move
+back; the row's retry budget starts again.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 
 from daemon.config import Config
 from daemon.errors import ConfigError
-from daemon.journal.store import Entry, Journal
+from daemon.journal.backend import JournalBackend
+from daemon.journal.store import Entry
 
 #: Failed rows read per page while collecting a target (bounded memory for huge failure lists).
 PAGE = 1000
@@ -42,7 +45,7 @@ class RetryTarget:
         return f"{self.folder}/{self.relative}" if self.relative else f"folder {self.folder}"
 
 
-def failed_matching(journal: Journal, target: RetryTarget) -> list[Entry]:
+def failed_matching(journal: JournalBackend, target: RetryTarget) -> list[Entry]:
     """The failed rows ``target`` names."""
     found: list[Entry] = []
     offset = 0
@@ -52,7 +55,7 @@ def failed_matching(journal: Journal, target: RetryTarget) -> list[Entry]:
     return found
 
 
-def retry_failed(journal: Journal, target: RetryTarget) -> list[Entry]:
+def retry_failed(journal: JournalBackend, target: RetryTarget) -> list[Entry]:
     """Put the failed rows ``target`` names back to pending; returns them as they were (with reasons)."""
     candidates = failed_matching(journal, target)
     requeued = set(journal.requeue_failed([e.id for e in candidates]))

@@ -38,20 +38,20 @@ from types import FrameType
 import structlog
 
 from daemon.config import Config, Folder, load_config
-from daemon.console import ConsoleContext, ConsoleServer
+from daemon.console import ConsoleServer
 from daemon.errors import ConfigError, DatabaseUnavailable, JournalUnusable, OutputCollision, ShareUnavailable
 from daemon.finish.roots import folder_roots_available, keep_state_beside, remember_roots
 from daemon.finish.thumbs import thumb_key
 from daemon.journal.backend import JournalBackend
-from daemon.journal.cluster import ClusterJournal
-from daemon.journal.cluster_db import DatabaseWait
-from daemon.journal.faults import DiskFullWait
-from daemon.journal.store import Entry, Journal
+from daemon.journal.opening import open_journal
+from daemon.journal.store import Entry
 from daemon.journal.upkeep import JournalUpkeep
 from daemon.logs import configure_logging
 from daemon.pipeline.stage_stats import report_path_for, save_report
 from daemon.pipeline.stages import Job, Outcome, Pipeline, build_pipeline
+from daemon.service.console_link import snapshot_of, start_console
 from daemon.service.folder_files import destination_for, fingerprint, output_key, relative_key
+from daemon.service.journal_waits import JournalWaits, StopWhileJournalFull
 from daemon.service.liveness import Liveness
 from daemon.service.metrics import FolderFacts, ServiceMetrics, root_kinds
 from daemon.service.notify import Notifier
@@ -81,10 +81,6 @@ EXIT_SETUP = 2
 FULL_BACKOFF_SECONDS = 0.25
 #: Items taken off the inbox per loop turn, so signals and feeding are not starved by a flood.
 INBOX_BATCH = 1000
-
-
-class _StopWhileJournalFull(Exception):
-    """Asked to stop while a journal write waits for disk space: exit without that transition."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +114,7 @@ class Service:
         #: The suspect (a row a crash left running) now in the pipeline, alone.
         self._suspect: int | None = None
         self._liveness = Liveness(notifier, lambda: self._config.stall_seconds)
-        self._journal_full: DiskFullWait | None = None
+        self._waits = JournalWaits(notifier, self._liveness, lambda: self._stop_requested)
         self._next_status = 0.0
         self._last_status = ""
         self._next_stages = STAGES_EVERY_SECONDS
@@ -141,9 +137,7 @@ class Service:
     def run(self) -> int:
         # Before the (slow) model load, so a stop request during start-up still ends cleanly.
         self._install_signal_handlers()
-        self._journal.on_disk_full = self._journal_disk_full
-        if isinstance(self._journal, ClusterJournal):
-            self._journal.on_unavailable = self._database_unavailable
+        self._waits.attach(self._journal)
         self.pipeline = build_pipeline(self._config, self._inbox.put)
         engine = self.pipeline.engine
         self._metrics.model(str(engine.device), engine.size, engine.precision)
@@ -177,13 +171,13 @@ class Service:
                 self._report()
         except JournalUnusable as exc:
             return self._abandon(exc)
-        except _StopWhileJournalFull:
+        except StopWhileJournalFull:
             log.warning("stop", drained=False, reason="asked to stop while the journal disk is full")
             self.drained = False
             return 0
         try:
             return self._shut_down()
-        except _StopWhileJournalFull:  # the journal (a cluster's database) went away while draining
+        except StopWhileJournalFull:  # the journal (a cluster's database) went away while draining
             log.warning("stop", drained=False, reason="the journal could not be written while stopping")
             self.drained = False
             return 0
@@ -197,37 +191,6 @@ class Service:
         print(f"hotmatte: {fault}", file=sys.stderr)
         self.drained = self.pipeline.stop(0.0) if self.pipeline is not None else True
         return EXIT_SETUP
-
-    def _journal_disk_full(self, wait: DiskFullWait) -> None:
-        """Called by the journal while a write waits for space: say so once, keep the watchdog fed."""
-        if wait.over:
-            self._journal_full = None
-            log.info("journal_space_back", journal=str(wait.path), waited=round(wait.waited, 1))
-            return
-        if self._journal_full is None:
-            log.error(
-                "journal_disk_full", journal=str(wait.path), error=wait.error, waiting="until space returns"
-            )
-        self._journal_full = wait
-        self._notifier.status(f"waiting for disk space for the journal {wait.path}")
-        self._liveness.waiting()
-        if self._stop_requested:
-            raise _StopWhileJournalFull
-
-    def _database_unavailable(self, wait: DatabaseWait) -> None:
-        """Cluster mode: a journal transition waits for the server. No work is taken meanwhile."""
-        if wait.over:
-            self._journal_full = None
-            log.info("database_back", database=wait.database, waited=round(wait.waited, 1))
-            return
-        if wait.tries == 1:
-            log.error(
-                "database_unavailable", database=wait.database, error=wait.error, waiting="until it answers"
-            )
-            self._notifier.status(f"waiting for the cluster database {wait.database}")
-        self._liveness.waiting()
-        if self._stop_requested:
-            raise _StopWhileJournalFull
 
     def _install_signal_handlers(self) -> None:
         def stop(signum: int, _frame: FrameType | None) -> None:
@@ -263,21 +226,13 @@ class Service:
         return 0
 
     def _start_console(self) -> None:
-        settings = self._config.console
-        if settings is None:
-            return
-        pipeline = self.pipeline
-        ctx = ConsoleContext(
-            config=lambda: self._config,
-            journal_path=self._journal.path,
-            state_dir=self._journal.path.parent / "console",
-            snapshot=lambda: self._snapshot,
-            engine=lambda: pipeline.engine if pipeline is not None else None,
-            registry=self._metrics.registry,
+        self._console = start_console(
+            lambda: self._config,
+            self._journal,
+            self.pipeline,
+            lambda: self._snapshot,
+            self._metrics.registry,
         )
-        server = ConsoleServer(settings, ctx)
-        if server.start():
-            self._console = server
 
     def _thumbs_prefix(self, folder: Folder, entry: Entry) -> Path | None:
         """Where the console's thumbnails of ``entry`` go; None without a console (none are made)."""
@@ -606,16 +561,7 @@ class Service:
 
     def _publish_snapshot(self) -> None:
         assert self.pipeline is not None
-        self._snapshot = {
-            "in_flight": self.pipeline.in_flight(),
-            "backlog": self._journal.backlog(),
-            "folders": {
-                n: w.available and folder_roots_available(w.folder) for n, w in self._watchers.items()
-            },
-            "device": str(self.pipeline.engine.device),
-            "model_size": self.pipeline.engine.size,
-            "stages": self.pipeline.stage_report().to_dict(),
-        }
+        self._snapshot = snapshot_of(self.pipeline, self._journal, self._watchers)
 
     def _publish_metrics(self) -> None:
         """Folder facts for /metrics, on the snapshot's cadence (scrapes read them, never the loop)."""
@@ -645,13 +591,6 @@ class Service:
             self._publish_stage_timings()
         # No ping when unhealthy or stalled: systemd's watchdog restarts us (daemon/service/liveness.py).
         self._liveness.tick(now, busy=self._busy, healthy=self.healthy, details=self._details)
-
-
-def open_journal(config: Config) -> JournalBackend:
-    """The SQLite journal, or with ``cluster:`` the shared PostgreSQL one (this node a worker)."""
-    if config.cluster is not None:
-        return ClusterJournal(config.cluster, config.journal)
-    return Journal.open(config.journal)
 
 
 def run_daemon(config_path: Path | None) -> int:

@@ -96,12 +96,11 @@ def format_nodes(journal: ClusterJournal) -> list[str]:
     nodes = journal.nodes()
     if not nodes:
         return ["no node has run yet"]
-    stalled = journal.settings.stalled_after_seconds
     lines = [
         f"{'node':<16}  {'state':<8}  {'heartbeat':>10}  {'running':>8}  {'done':>8}  {'taken back':>10}"
     ]
     for n in nodes:
-        state = "alive" if n["silent_seconds"] < stalled else "silent"
+        state = "alive" if n["alive"] else "silent"
         lines.append(
             f"{n['node']:<16}  {state:<8}  {n['silent_seconds']:>8.0f} s  {n['running']:>8}  {n['done']:>8}"
             f"  {n['taken_back']:>10}"
@@ -147,10 +146,7 @@ def status_document(config: Config, journal: JournalBackend) -> dict[str, object
         "stages": stages.to_dict() if stages is not None else None,
     }
     if isinstance(journal, ClusterJournal):
-        document["nodes"] = [
-            {**n, "alive": n["silent_seconds"] < journal.settings.stalled_after_seconds}
-            for n in journal.nodes()
-        ]
+        document["nodes"] = journal.nodes()
     return document
 
 

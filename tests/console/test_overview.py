@@ -10,6 +10,7 @@ from playwright.sync_api import Page, expect
 
 from daemon.config import parse_config
 from daemon.console import ConsoleContext, ConsoleServer
+from daemon.journal.opening import open_reader
 from tests.console.browser import screenshot
 from tests.service_harness import Daemon, folder_settings, write_config
 
@@ -61,7 +62,9 @@ def test_an_unreadable_journal_is_said_on_the_pages_not_a_bare_error(tmp_path: P
     journal.write_bytes(b"not a database, whatever its name says" * 100)
     config = parse_config(f"journal: {journal}\nconsole:\n  listen: 127.0.0.1:0\n", tmp_path)
     assert config.console is not None
-    server = ConsoleServer(config.console, ConsoleContext(lambda: config, journal, tmp_path / "console"))
+    server = ConsoleServer(
+        config.console, ConsoleContext(lambda: config, lambda: open_reader(config), tmp_path / "console")
+    )
     assert server.start()
     try:
         for path in ("/", "/failures"):

@@ -14,6 +14,7 @@ import pytest
 from daemon.config import Config, parse_config
 from daemon.console import ConsoleContext, ConsoleServer
 from daemon.errors import ConfigError
+from daemon.journal.opening import open_reader
 from daemon.journal.store import Fingerprint, Journal
 from tests.conftest import run_hotmatte
 
@@ -53,7 +54,7 @@ class Console:
         assert entry is not None
         journal.mark_failed(entry.id, "CorruptInput", "truncated")
         self.journal = journal
-        ctx = ConsoleContext(lambda: self.config, self.config.journal, tmp_path / "console")
+        ctx = ConsoleContext(lambda: self.config, lambda: open_reader(self.config), tmp_path / "console")
         assert self.config.console is not None
         self.server = ConsoleServer(self.config.console, ctx)
         assert self.server.start()
