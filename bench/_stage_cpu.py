@@ -146,7 +146,7 @@ def measure_path(spec: dict[str, Any], work: Path, repeats: int) -> dict[str, An
         sizes.append(out.stat().st_size)
         pixels, options = load_output(out)
         again = work / f"again{suffix}"
-        totals["encode"] += cpu(lambda: encode(pixels, options, again), repeats)
+        totals["encode"] += cpu(lambda x=pixels, o=options, a=again: encode(x, o, a), repeats)
         again.unlink()
     per_image = {k: v / len(files) for k, v in totals.items()}
     per_image["compose"] = max(0.0, per_image["finish"] - per_image["read"] - per_image["encode"])

@@ -104,7 +104,9 @@ def stage_section(work: Path, base: Path | None, repeats: int) -> dict[str, Any]
             total_new = new["cpu_seconds_per_image"]["total"]
             section["comparison"][new["name"]] = {
                 "cpu_after_over_before": round(total_new / total_old, 3) if total_old else None,
-                "output_bytes_after_over_before": round(new["mean_output_bytes"] / old["mean_output_bytes"], 3),
+                "output_bytes_after_over_before": round(
+                    new["mean_output_bytes"] / old["mean_output_bytes"], 3
+                ),
                 **_compare(old, new),
             }
     for runs in (section.get("before", []), section["after"]):

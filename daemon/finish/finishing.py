@@ -309,6 +309,12 @@ def compose_output(band: np.ndarray, plan: Plan, y: int, bits: int) -> tuple[np.
             background = background * (1.0 - band[..., 4:5])
         np.multiply(background, 1.0 - alpha, out=colour)
         colour += premultiplied
+    if bits == 8 and out.shape[2] <= 4:
+        # One OpenCV pass scales, rounds half to even and saturates to 0..255, as the numpy passes
+        # below do; it takes |x| first, so anything below 0 is raised to 0 before.
+        np.maximum(out, 0.0, out=out)
+        pixels = cv2.convertScaleAbs(out.reshape(out.shape[0], -1), alpha=255.0)
+        return pixels.reshape(out.shape), alpha[..., 0]
     dtype = np.uint8 if bits == 8 else np.uint16
     np.clip(out, 0.0, 1.0, out=out)
     out *= np.iinfo(dtype).max
