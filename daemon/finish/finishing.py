@@ -207,7 +207,16 @@ def scale_alpha(alpha: np.ndarray, dtype: np.dtype[np.generic]) -> np.ndarray:
 
 def compose_raw_band(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Original colours with the model's alpha (an existing alpha channel is replaced)."""
-    return np.dstack([rgb[..., :3], scale_alpha(alpha, rgb.dtype)])
+    # Filled in place: np.dstack of a scaled copy made two more band-sized temporaries.
+    out = np.empty((*rgb.shape[:2], 4), rgb.dtype)
+    out[..., :3] = rgb[..., :3]
+    if rgb.dtype == np.uint8:
+        # Scales, rounds half to even and saturates in one pass, as scale_alpha does (α ≥ 0).
+        out[..., 3] = cv2.convertScaleAbs(alpha, alpha=255.0)
+    else:
+        scaled = alpha * np.float32(np.iinfo(rgb.dtype).max)
+        np.copyto(out[..., 3], np.rint(scaled, out=scaled), casting="unsafe")
+    return out
 
 
 def process_window(

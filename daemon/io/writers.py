@@ -274,11 +274,14 @@ class TiffBandWriter(_BandChecks):
 
 def _deflate_tile(pixels: np.ndarray) -> bytes:
     """One TIFF tile: padded to TILE², horizontal predictor (Predictor = 2), zlib stream."""
-    tile = np.zeros((TILE, TILE, pixels.shape[2]), pixels.dtype)
-    tile[: pixels.shape[0], : pixels.shape[1]] = pixels
+    if pixels.shape[:2] != (TILE, TILE):  # right and bottom edges: tiles are always whole
+        tile = np.zeros((TILE, TILE, pixels.shape[2]), pixels.dtype)
+        tile[: pixels.shape[0], : pixels.shape[1]] = pixels
+        pixels = tile
     # Each sample minus the same sample of the pixel to its left, wrapping as unsigned integers.
-    predicted = tile.copy()
-    np.subtract(tile[:, 1:], tile[:, :-1], out=predicted[:, 1:])
+    predicted = np.empty((TILE, TILE, pixels.shape[2]), pixels.dtype)
+    predicted[:, 0] = pixels[:, 0]
+    np.subtract(pixels[:, 1:], pixels[:, :-1], out=predicted[:, 1:])
     return bytes(isal_zlib.compress(predicted.data, TIFF_DEFLATE_LEVEL))
 
 
