@@ -11,12 +11,12 @@ the GIL). Losing the 32 KB history at each piece boundary costs well under 0.1 %
 Filter "up" is the default: on real photos it is within 1-4 % of Paeth's size at half
 its cost, and 40-50 % smaller than no filter for 8-bit (bench numbers in the report).
 
-Levels 1-3 deflate with ISA-L (``isal``), zlib's format from Intel's SIMD encoder: on a filtered
-12 MP RGBA photo level 1 took 0.12 CPU s for 13.5 MB where zlib's level 1 took 0.48 s for
-14.0 MB and zlib-ng's 0.22 s for 20.8 MB (its level 2: 0.33 s, 13.3 MB). Levels 4-9 (ISA-L has none above 3) go to
-zlib-ng at level 6 at most: its 7-9 came out *larger* than 6 on noisy 16-bit rows (3.59 MB
-against 3.50 for 6 and 3.57 for zlib's 9) and slower. Level 0 (stored) stays with zlib. The
-decoded pixels are the same whichever encodes.
+Levels 1-3 deflate with ISA-L (``isal``), zlib's format from Intel's SIMD encoder: on a
+filtered 12 MP RGBA photo level 1 took 0.12 CPU s for 13.5 MB where zlib's level 1 took
+0.48 s for 14.0 MB and zlib-ng's 0.22 s for 20.8 MB (its level 2: 0.33 s, 13.3 MB).
+Levels 4-9 (ISA-L has none above 3) go to zlib-ng at level 6 at most: its 7-9 came out
+*larger* than 6 on noisy 16-bit rows (3.59 MB against 3.50 for 6 and 3.57 for zlib's 9) and
+slower. Level 0 (stored) stays with zlib. The decoded pixels are the same whichever encodes.
 """
 
 from __future__ import annotations

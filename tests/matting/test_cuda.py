@@ -52,7 +52,8 @@ def test_product_finish_on_cuda_matches_the_cpu(tmp_path: Path, weights_dir: Pat
     results = {}
     for device in ("cpu", "cuda"):
         target = tmp_path / f"{device}.jpg"
-        cut_out(reader, alpha, Destination.at(target), BUILTIN_PROFILES["product"], device=torch.device(device))
+        product = BUILTIN_PROFILES["product"]
+        cut_out(reader, alpha, Destination.at(target), product, device=torch.device(device))
         with Image.open(target) as image:
             results[device] = np.asarray(image.convert("RGB")).astype(np.int16)
     reader.close()
