@@ -22,6 +22,7 @@ Stages, each measured alone on the same file:
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import tempfile
@@ -104,11 +105,12 @@ def finish(path: Path, out: Path, profile_name: str, proxy: np.ndarray | None) -
 
 def load_output(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     """The written output's pixels (RGB(A), its own dtype) and what its writer needs to know."""
+    pixels: np.ndarray
     if path.suffix == ".tif":
-        pixels = tifffile.imread(path)
+        pixels = np.asarray(tifffile.imread(path))
     elif path.suffix == ".png":
-        pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+        bgr = np.asarray(cv2.imread(str(path), cv2.IMREAD_UNCHANGED))
+        pixels = cv2.cvtColor(bgr, cv2.COLOR_BGRA2RGBA if bgr.shape[2] == 4 else cv2.COLOR_BGR2RGB)
     else:
         with Image.open(path) as image:
             pixels = np.asarray(image.convert("RGB"))
@@ -140,13 +142,13 @@ def measure_path(spec: dict[str, Any], work: Path, repeats: int) -> dict[str, An
     for index, path in enumerate(files):
         out = work / f"{spec['name']}-{index}{suffix}"
         proxy = decode(path)
-        totals["decode"] += cpu(lambda p=path: decode(p), repeats)
-        totals["read"] += cpu(lambda p=path: read(p), repeats)
-        totals["finish"] += cpu(lambda p=path, o=out, x=proxy: finish(p, o, spec["profile"], x), repeats)
+        totals["decode"] += cpu(functools.partial(decode, path), repeats)
+        totals["read"] += cpu(functools.partial(read, path), repeats)
+        totals["finish"] += cpu(functools.partial(finish, path, out, spec["profile"], proxy), repeats)
         sizes.append(out.stat().st_size)
         pixels, options = load_output(out)
         again = work / f"again{suffix}"
-        totals["encode"] += cpu(lambda x=pixels, o=options, a=again: encode(x, o, a), repeats)
+        totals["encode"] += cpu(functools.partial(encode, pixels, options, again), repeats)
         again.unlink()
     per_image = {k: v / len(files) for k, v in totals.items()}
     per_image["compose"] = max(0.0, per_image["finish"] - per_image["read"] - per_image["encode"])

@@ -23,6 +23,7 @@ Results: a table on stdout and ``--out`` (JSON, default bench/results/gpu-check.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -115,10 +116,15 @@ def _rate(run: Callable[[], object], batch: int, repeats: int, device: torch.dev
     return batch * repeats / (time.perf_counter() - started)
 
 
+def _call_inference(model: Callable[..., Any], x: torch.Tensor) -> object:
+    with torch.inference_mode():
+        return model(x)
+
+
 def _graphed(model: torch.nn.Module, example: torch.Tensor) -> Callable[[], object]:
     """The model replayed from a CUDA graph on a static input (the copy in is part of the time)."""
     static_in = example.clone()
-    stream = torch.cuda.Stream()
+    stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream), torch.inference_mode():
         for _ in range(2):
@@ -142,7 +148,7 @@ def model_only(
     device = engine.device
     rng = np.random.default_rng(0)
     table: dict[str, dict[str, float | str]] = {}
-    compiled: torch.nn.Module | None = None
+    compiled: Callable[..., Any] | None = None
     for batch in batches:
         if clock.left() < 150:
             table[str(batch)] = {"skipped": "time budget"}
@@ -150,7 +156,7 @@ def model_only(
         images = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(batch)]
         row: dict[str, float | str] = {}
         try:
-            row["eager"] = round(_rate(lambda im=images: engine.predict(im), batch, repeats, device), 2)
+            row["eager"] = round(_rate(functools.partial(engine.predict, images), batch, repeats, device), 2)
             example = engine._to_input(images)
             if device.type == "cuda":
                 try:
@@ -164,9 +170,7 @@ def model_only(
                     if compiled is None:
                         compiled = torch.compile(engine.model, mode="max-autotune-no-cudagraphs")
 
-                    def run_compiled(x: torch.Tensor = example, model: torch.nn.Module = compiled) -> object:
-                        with torch.inference_mode():
-                            return model(x)
+                    run_compiled = functools.partial(_call_inference, compiled, example)
 
                     t0 = time.perf_counter()
                     run_compiled()
