@@ -77,21 +77,21 @@ def resize_rows(image: np.ndarray, width: int, height: int, y0: int, y1: int) ->
     Each output row depends only on its own coordinate, so bands stitch with no
     seam and equal a one-piece resize.
 
-    The columns are interpolated by ``cv2.resize`` on just the source rows the band samples
-    (same half-pixel mapping, its rows kept as they are since their count does not change), then
-    the rows in numpy: 5-8x less CPU than gathering whole-width columns in numpy. The result
-    equals :func:`resize_block`'s to float32 rounding (within 1e-6 for values in [0, 1]).
+    A single-channel image (α, the shadow) has its columns interpolated by ``cv2.resize`` on
+    just the source rows the band samples (same half-pixel mapping; its rows are kept as they
+    are, their count does not change), then its rows in numpy: 2-4x less CPU than gathering
+    whole-width columns in numpy. The result equals :func:`resize_block`'s to float32 rounding
+    (within 1e-6 for values in [0, 1]; tests/finish/test_bands.py holds the tolerance).
     """
     y = Axis.mapping(image.shape[0], height, y0, y1)
-    channels = image.shape[2] if image.ndim == 3 else 1
-    if not len(y.low) or width <= 0 or image.dtype != np.float32 or image.ndim > 3 or channels > 4:
+    if not len(y.low) or width <= 0 or image.dtype != np.float32 or image.ndim != 2:
+        # Colour images (the coarse foreground and background, a background picture) keep the
+        # numpy path: decontamination's blocks (resize_block) must equal these rows exactly.
         return resize_block(image, width, height, range(y0, y1), range(width))
     first, last = int(y.low[0]), int(y.high[-1]) + 1
     source = np.ascontiguousarray(image[first:last])
     across = cv2.resize(source, (width, last - first), interpolation=cv2.INTER_LINEAR)
-    across = across.reshape(last - first, width, *image.shape[2:])  # cv2 drops a trailing axis of 1
-    extra = (None,) * (image.ndim - 2)
-    wy = y.weight[(slice(None), None, *extra)]
+    wy = y.weight[:, None]
     out = across[y.low - first]
     out *= 1.0 - wy
     out += across[y.high - first] * wy
