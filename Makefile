@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install weights run test lint browser bench-large bench-large-profiles bench-throughput bench-quality bench-faces bench-fuzz
+.PHONY: install weights run test lint browser gpu-check bench-large bench-large-profiles bench-throughput bench-quality bench-faces bench-fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,3 +65,13 @@ FUZZ_SEED ?= 1
 FUZZ_LABEL ?= latest
 bench-fuzz: install
 	$(BIN)/python bench/fuzz.py --cases $(FUZZ_CASES) --seed $(FUZZ_SEED) --label $(FUZZ_LABEL)
+
+# One prepared check for a GPU machine, within 8 minutes, installing nothing (no network there):
+# the CUDA tests, model-only images/s at 1024² for batches 1-16 (eager / CUDA graphs /
+# torch.compile), end to end as a fraction of it, and the crop pass. Uses this venv if there is
+# one, else the machine's python3 (which must hold torch with CUDA). Real weights in two parts:
+# make gpu-check GPU_CHECK_ARGS="--weights-parts w.part1 w.part2"; without, random weights (said).
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+GPU_CHECK_ARGS ?=
+gpu-check:
+	timeout 480 $(GPU_PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)

@@ -17,6 +17,31 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 STAGE_COLOURS = {"decode": "#8fb8de", "model": "#3b6ea8", "finish": "#f2a65a"}
+CPU_STAGE_COLOURS = {"decode": "#8fb8de", "read": "#5b8fc7", "compose": "#f2a65a", "encode": "#c0504d"}
+
+
+def _stage_cpu(axis: Any, section: dict[str, Any]) -> None:
+    """Stacked CPU seconds per image outside the model, before and after, per path."""
+    labels: list[str] = []
+    rows: list[dict[str, float]] = []
+    for before, after in zip(section.get("before", section["after"]), section["after"], strict=True):
+        short = str(after["name"]).split(" (")[0].replace("→", "->")
+        if "before" in section:
+            labels.append(f"{short}\nbefore")
+            rows.append(before["cpu_seconds_per_image"])
+        labels.append(f"{short}\nafter")
+        rows.append(after["cpu_seconds_per_image"])
+    bottom = [0.0] * len(rows)
+    for stage, colour in CPU_STAGE_COLOURS.items():
+        values = [float(r.get(stage, 0.0)) for r in rows]
+        axis.bar(labels, values, bottom=bottom, color=colour, label=stage)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    for x, total in enumerate(bottom):
+        axis.annotate(f"{total:.2f}", (x, total), ha="center", va="bottom", fontsize=7)
+    axis.set_ylabel("CPU s per image outside the model (model skipped)")
+    axis.set_title(f"ceiling on {section['ceiling_cores']} cores = cores / total", fontsize=9)
+    axis.legend(fontsize=7)
+    axis.tick_params(axis="x", labelsize=6)
 
 
 def _bars(axis: Any, names: list[str], values: list[float], label: str, title: str) -> None:
@@ -33,7 +58,12 @@ def draw(result: dict[str, Any], target: Path) -> None:
     runs = [r for r in result["runs"] if isinstance(r, dict)]
     names = [str(r["name"]) for r in runs]
     ratios = {k: v for k, v in result.get("ratios", {}).items() if "images/s" in k}
-    figure, (rate, cpu, stages) = plt.subplots(1, 3, figsize=(15, 4.8))
+    section = result.get("stage_cpu")
+    panels = 4 if section else 3
+    figure, axes = plt.subplots(1, panels, figsize=(5 * panels, 4.8))
+    rate, cpu, stages = axes[:3]
+    if section:
+        _stage_cpu(axes[3], section)
     _bars(
         rate,
         names,

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import skimage.data
+import tifffile
 from PIL import Image
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
@@ -86,3 +87,34 @@ def build_dataset(root: Path, seed: int = 5) -> list[Path]:
 
 def count_images(root: Path) -> int:
     return sum(1 for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg") and p.is_file())
+
+
+#: 24 MP, for the 16-bit TIFF and the JPEG → JPEG (``product``) paths of the stage measurement.
+LARGE = (6000, 4000)
+
+
+def build_stage_files(root: Path, seed: int = 7) -> dict[str, list[Path]]:
+    """Inputs of the per-stage CPU measurement (bench/_stage_cpu.py), below ``root``.
+
+    - ``jpeg12``: three of the 12 MP JPEGs (landscape, portrait, EXIF-rotated);
+    - ``tiff24``: two 6000×4000 16-bit RGB TIFFs, uncompressed and striped, as Capture One and
+      Lightroom export them by default;
+    - ``jpeg24``: two 6000×4000 JPEGs (quality 92).
+    """
+    shoot = build_dataset(root / "shoot")
+    jpeg12 = [p for p in shoot if p.stem in ("astronaut-land", "chelsea-port", "coffee-exif6")]
+    rng = np.random.default_rng(seed)
+    tiff24, jpeg24 = [], []
+    for photo in ("rocket", "chelsea"):
+        rgb = _cover(getattr(skimage.data, photo)(), LARGE)
+        tiff = root / "large" / f"{photo}-24mp-16bit.tif"
+        jpeg = root / "large" / f"{photo}-24mp.jpg"
+        tiff24.append(tiff)
+        jpeg24.append(jpeg)
+        if tiff.is_file() and jpeg.is_file():
+            continue
+        tiff.parent.mkdir(parents=True, exist_ok=True)
+        deep = rgb.astype(np.float32) * 257.0 + rng.normal(0.0, 2.5 * 257.0, rgb.shape).astype(np.float32)
+        tifffile.imwrite(tiff, np.clip(deep, 0, 65535).astype(np.uint16), photometric="rgb")
+        Image.fromarray(_grain(rgb, rng)).save(jpeg, "JPEG", quality=92)
+    return {"jpeg12": jpeg12, "tiff24": tiff24, "jpeg24": jpeg24}

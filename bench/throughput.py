@@ -10,6 +10,12 @@ one go, with the same IS-Net weights:
    rembg lives in its own environment, ``bench/.venv-rembg``, made here on first use (with
    matplotlib for the chart); neither is ever a dependency of hotmatte.
 
+4. CPU seconds per image OUTSIDE the model, per stage (decode, read, compose, encode), on three
+   paths (12 MP JPEG → RGBA PNG, 24 MP 16-bit TIFF → 16-bit TIFF, 24 MP JPEG → JPEG on white
+   with ``product``), with the model skipped (bench/_stage_cpu.py), and the ceiling they imply
+   for a 16-core box whose model costs nothing. ``--base TREE`` measures a checkout of an
+   older commit the same way in the same run (before/after), and compares the outputs.
+
 Writes ``bench/results/throughput-<time>.json`` and a PNG bar chart beside it (also copied to
 ``throughput-latest.*``). On CUDA it also measures the model alone at 1024² for batches 1–16.
 
@@ -35,6 +41,7 @@ from typing import Any
 # Helpers beside this script; it runs as a script, so its folder is on sys.path.
 from _dataset import build_dataset, count_images
 from _runs import REPO, RunResult, run_daemon, run_process, run_rembg
+from _stages import print_stage_table, stage_section
 
 RESULTS = REPO / "bench" / "results"
 REMBG_VENV = REPO / "bench" / ".venv-rembg"
@@ -151,6 +158,8 @@ def print_table(result: dict[str, Any]) -> None:
     for key, value in result["ratios"].items():
         print(f"{key}: {value:.2f}×")
     print(f"GPU: {result['gpu']}")
+    if "stage_cpu" in result:
+        print_stage_table(result["stage_cpu"])
 
 
 def save(result: dict[str, Any]) -> Path:
@@ -175,18 +184,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, help="folder of images (default: build the 24 × 12 MP set)")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one, removed)")
-    parser.add_argument("--only", nargs="+", choices=RUNNERS, default=list(RUNNERS), help="runs to do")
+    parser.add_argument("--only", nargs="*", choices=RUNNERS, default=list(RUNNERS), help="runs to do")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of all runs; medians are kept")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed for one run")
+    parser.add_argument("--base", type=Path, help="a checkout of the commit to compare with (stage CPU)")
+    parser.add_argument("--stage-repeats", type=int, default=1, help="runs per stage; the least CPU is kept")
+    parser.add_argument("--no-stages", action="store_true", help="skip the per-stage CPU measurement")
     args = parser.parse_args(argv)
-    ensure_rembg()  # rembg, and matplotlib for the chart
+    if "rembg" in args.only:
+        ensure_rembg()  # rembg, and matplotlib for the chart
     work = args.work or Path(tempfile.mkdtemp(prefix="hotmatte-throughput-"))
     try:
         images = args.images or work / "images" / "shoot"
-        if args.images is None:
+        if args.images is None and args.only:
             print(f"building the test folder in {images}…", flush=True)
             build_dataset(images)
-        count = count_images(images)
+        count = count_images(images) if args.only else 0
         info = machine()
         rounds: dict[str, list[RunResult]] = {name: [] for name in args.only}
         for round_no in range(args.repeat):
@@ -194,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, run in one_round(images, count, work / "runs", args.only, args.timeout).items():
                 rounds[name].append(run)
         runs = {name: median_run(results) for name, results in rounds.items() if results}
+        stages = None if args.no_stages else stage_section(work / "stages", args.base, args.stage_repeats)
         info["load_average_after"] = os.getloadavg()
         result: dict[str, Any] = {
             "images": count,
@@ -203,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             "ratios": ratios(runs),
             "gpu": gpu_section(runs),
         }
+        if stages is not None:
+            result["stage_cpu"] = stages
         print_table(result)
         print(f"\nsaved {save(result)}")
         return 0 if all(r.ok for r in runs.values()) else 1

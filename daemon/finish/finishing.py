@@ -207,7 +207,16 @@ def scale_alpha(alpha: np.ndarray, dtype: np.dtype[np.generic]) -> np.ndarray:
 
 def compose_raw_band(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Original colours with the model's alpha (an existing alpha channel is replaced)."""
-    return np.dstack([rgb[..., :3], scale_alpha(alpha, rgb.dtype)])
+    # Filled in place: np.dstack of a scaled copy made two more band-sized temporaries.
+    out = np.empty((*rgb.shape[:2], 4), rgb.dtype)
+    out[..., :3] = rgb[..., :3]
+    if rgb.dtype == np.uint8:
+        # Scales, rounds half to even and saturates in one pass, as scale_alpha does (α ≥ 0).
+        out[..., 3] = cv2.convertScaleAbs(alpha, alpha=255.0)
+    else:
+        scaled = alpha * np.float32(np.iinfo(rgb.dtype).max)
+        np.copyto(out[..., 3], np.rint(scaled, out=scaled), casting="unsafe")
+    return out
 
 
 def process_window(
@@ -227,7 +236,12 @@ def process_window(
     kept = alpha[inner]
     out = np.empty((*kept.shape, plan.channels), np.float32)
     colour = out[..., :3]
-    colour[...] = _hwc(rgb[:, inner])
+    if plan.device.type == "cpu":
+        # The same values as _to_torch's (a correctly rounded division either way), read from the
+        # pixels directly: permuting the CHW float copy back to HWC was a strided 24 MP pass.
+        np.divide(pixels[inner][..., :3], np.float32(np.iinfo(pixels.dtype).max), out=colour)
+    else:
+        colour[...] = _hwc(rgb[:, inner])
     if plan.profile.decontaminate:
         for x0 in range(0, width, block_columns):
             box = _soft_box(kept[:, x0 : x0 + block_columns], x0)
@@ -309,6 +323,12 @@ def compose_output(band: np.ndarray, plan: Plan, y: int, bits: int) -> tuple[np.
             background = background * (1.0 - band[..., 4:5])
         np.multiply(background, 1.0 - alpha, out=colour)
         colour += premultiplied
+    if bits == 8 and out.shape[2] <= 4:
+        # One OpenCV pass scales, rounds half to even and saturates to 0..255, as the numpy passes
+        # below do; it takes |x| first, so anything below 0 is raised to 0 before.
+        np.maximum(out, 0.0, out=out)
+        pixels = cv2.convertScaleAbs(out.reshape(out.shape[0], -1), alpha=255.0)
+        return pixels.reshape(out.shape), alpha[..., 0]
     dtype = np.uint8 if bits == 8 else np.uint16
     np.clip(out, 0.0, 1.0, out=out)
     out *= np.iinfo(dtype).max

@@ -116,15 +116,27 @@ class MattingEngine:
         return max(1, min(MAX_AUTO_BATCH, int(free * 0.5 // per_image)))
 
 
+#: The dtype the weights are stored in on each precision's device (activations follow them).
+WEIGHT_DTYPES: dict[Precision, torch.dtype] = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+
+
 def _build(state: dict[str, torch.Tensor], device: torch.device, precision: Precision) -> torch.nn.Module:
-    model = build_model(DEFAULT_MODEL)
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    # Built on the meta device and given the loaded tensors (assign=True): no random
+    # initialisation of 44 M parameters that the weights overwrite at once, and each tensor is
+    # converted once, straight to the dtype the device runs (fp16 file → bf16/fp16/fp32), instead
+    # of to fp32 and again. bf16: autocast would cast every conv weight on each call; storing them
+    # so gives bit-identical alphas for 3-4 % less CPU per image at 1024 (and half the memory).
+    dtype = WEIGHT_DTYPES[precision]
+    with torch.device("meta"):
+        model = build_model(DEFAULT_MODEL)
+    weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    model.load_state_dict(weights, assign=True)
     model = model.eval().to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
-    if precision == "bf16":
-        # Autocast casts every conv weight to bf16 on each call; storing them so gives bit-identical
-        # alphas for 3-4 % less CPU per image at 1024 (and half the memory).
-        return model.to(torch.bfloat16)
-    return model.half() if precision == "fp16" else model
+    return model
 
 
 def load_engine(

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -85,6 +87,13 @@ class EdgeRefiner:
     def _grow(self, unsure: torch.Tensor) -> torch.Tensor:
         """``unsure`` dilated by a (2r+1)² square: two 1-D max pools, as a square one costs r times more."""
         r = self.band_radius
+        if unsure.device.type == "cpu":
+            # OpenCV's uint8 dilation by a rectangle (separable, SIMD) gives the same mask for a
+            # 30th of torch's float max pools on the CPU (2 s of a 24 MP product cut-out); its
+            # default border value never widens the band either.
+            mask = np.ascontiguousarray(unsure.numpy()).view(np.uint8)
+            grown = cv2.dilate(mask, np.ones((2 * r + 1, 2 * r + 1), np.uint8))
+            return torch.from_numpy(grown.view(np.bool_))
         x = unsure.to(torch.float32)[None, None]
         # max_pool2d pads with -inf, so the image border never widens the band.
         x = F.max_pool2d(x, (2 * r + 1, 1), stride=1, padding=(r, 0))
