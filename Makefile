@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install weights run test lint browser gpu-check bench-large bench-large-profiles bench-throughput bench-quality bench-faces bench-fuzz
+.PHONY: install weights run test lint browser console-screenshots gpu-check bench-large bench-large-profiles bench-throughput bench-quality bench-faces bench-fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ lint: install
 # The console's browser tests drive Debian's chromium (Playwright's own download cannot work here).
 browser:
 	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium chromium-driver)
+
+# The README's console pictures: taken by the browser tests, copied from their artefacts.
+console-screenshots: install weights browser
+	$(BIN)/pytest -q tests/console/test_overview.py tests/console/test_failures.py tests/console/test_review.py tests/console/test_tryout.py
+	mkdir -p docs/console
+	cp tests/artifacts/console/overview.png tests/artifacts/console/failures.png tests/artifacts/console/files.png \
+	   tests/artifacts/console/review.png tests/artifacts/console/try.png tests/artifacts/console/batch.png docs/console/
 
 test: install weights lint browser
 	$(BIN)/pytest
