@@ -253,6 +253,10 @@ def large_main(size: tuple[int, int], quick: bool, seeds: int) -> None:
                 scene = large_scene(seed, backdrop, size)
                 per_scene[scene.name] = measure_large(engine, scene, Path(tmp), quick)
                 del scene
+                # Saved after every scene: a run this slow (tens of minutes on 2 cores) keeps what it has.
+                RESULTS.mkdir(exist_ok=True)
+                partial = {"size": size, "per_scene": per_scene, "complete": False}
+                (RESULTS / "quality_large.json").write_text(json.dumps(partial, indent=1) + "\n")
     summary: dict[str, Any] = {}
     for backdrop in LARGE_BACKDROPS:
         names = [n for n in per_scene if n.startswith(f"{backdrop}-")]

@@ -41,7 +41,8 @@ log = structlog.get_logger("hotmatte")
 #: 2: the model's input is built from a smaller proxy (see :func:`proxy_side`).
 #: 3: guided refinement only in the model's uncertain band; crops never read outside their box.
 #: 4: edge detail from a second model pass on crops along the edge (``detail: crops``).
-PIPELINE_VERSION = "4"
+#: 5: the crops' background gate counts firing samples instead of averaging them (busy backdrops).
+PIPELINE_VERSION = "5"
 #: The proxy's longer side is capped at this many model sizes, whatever the aspect ratio.
 MAX_PROXY_FACTOR = 4
 #: Set by the benchmark: `hotmatte process` writes its stage report (JSON) here when it stops.

@@ -192,3 +192,41 @@ def test_crops_follow_the_band_and_grow_to_stay_within_the_budget() -> None:
         gy1, gx1 = -(-(box.y0 + box.size) * 256 // height), -(-(box.x0 + box.size) * 256 // width)
         assert band[max(0, gy0 - 3) : gy1 + 3, max(0, gx0 - 3) : gx1 + 3].any()
     assert choose_crops(np.zeros((256, 256), np.float32), width, height, MODEL, MODEL, 0.5, 8) == []
+
+
+def _brick_spots(value: float) -> np.ndarray:
+    """Sparse strong texture a crop calls subject: 2×2 spots every 16 samples (1.6 % of the crop)."""
+    spots = np.zeros((MODEL, MODEL), np.float32)
+    for y in range(3, MODEL, 16):
+        for x in range(5, MODEL, 16):
+            spots[y : y + 2, x : x + 2] = value
+    return spots
+
+
+def test_a_crop_firing_on_sparse_background_texture_cannot_flip_background_to_subject() -> None:
+    # The busy-brick failure (bench/quality.py --large): the crop's mean over the confident
+    # background was 0.0038 (under the old 0.01 gate) because the texture is sparse, yet where
+    # it fires inside the band it pushed background across α = 0.5 and cost IoU.
+    width = height = 512
+    truth = _disk(width, height, 80)
+    alpha = _global(truth, 32)
+    # Crops of 256 px: each sees some confident background (one that sees none cannot be tested).
+    boxes = choose_crops(alpha, width, height, MODEL, 4 * MODEL, 0.5, 64)
+    spots = _brick_spots(0.3)
+    textured = [np.maximum(c, spots) for c in _crops_of(truth, boxes)]
+    detail = fuse_crops(alpha, boxes, textured, width, height)
+    fused = _fused(detail, alpha, width, height)
+    before = _upsampled(alpha, width, height)
+    flipped = (fused > 0.5) & (before <= 0.5) & (truth < 0.5)
+    assert not flipped.any(), int(flipped.sum())
+
+
+def test_a_crop_with_faint_haze_over_the_background_is_kept() -> None:
+    # Faint haze is wide but weak (a good studio crop's mean was 0.0010): it is not texture.
+    width = height = 512
+    truth = _disk(width, height, 150)
+    alpha = _global(truth, 32)
+    boxes = choose_crops(alpha, width, height, MODEL, 2 * MODEL, 0.5, 64)
+    hazy = [np.clip(c + 0.02, 0.0, 1.0) for c in _crops_of(truth, boxes)]
+    detail = fuse_crops(alpha, boxes, hazy, width, height)
+    assert detail is not None and detail.stats.rejected == 0
