@@ -2,7 +2,8 @@
 
 Before and after side by side, the after on a checkerboard, white and a colour the operator
 picks; Approve, Reject, or Re-run with another profile (:mod:`daemon.finish.decisions` moves the
-files, :meth:`Journal.decide` records the decision). Each action is a POST (CSRF per
+files, the journal's ``decide`` records it, on either backend: see
+:class:`daemon.journal.backend.JournalBackend`). Each action is a POST (CSRF per
 :mod:`daemon.console.security`) naming the journal row by id only: every path comes from the
 config and the row, none from the request.
 """
@@ -18,7 +19,8 @@ from starlette.routing import BaseRoute, Route
 
 from daemon.config import Folder
 from daemon.console.context import ConsoleContext
-from daemon.console.files import console_journal, file_row
+from daemon.console.files import file_row
+from daemon.console.journal_link import console_journal
 from daemon.errors import DecisionRefused, HotmatteError
 from daemon.finish import decisions
 from daemon.journal.store import Entry
