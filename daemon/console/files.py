@@ -25,6 +25,7 @@ from daemon.beneath import open_regular_file
 from daemon.config import Config
 from daemon.console.context import ConsoleContext
 from daemon.console.journal_link import console_journal
+from daemon.console.overview import UNREADABLE
 from daemon.errors import HotmatteError
 from daemon.finish.failures import record_name
 from daemon.finish.thumbs import read_meta, thumb_key, thumb_path
@@ -105,13 +106,17 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
         state = wanted if wanted in (*STATES, "review") else None
         search = (query.get("q") or "")[:200]
         page = _int(query.get("page"), 1) or 1
-        entries, total = console_journal(ctx).browse(
-            folder=folder,
-            state=cast("State | None", state),
-            search=search,
-            limit=PAGE_SIZE,
-            offset=(page - 1) * PAGE_SIZE,
-        )
+        error = ""
+        try:
+            entries, total = console_journal(ctx).browse(
+                folder=folder,
+                state=cast("State | None", state),
+                search=search,
+                limit=PAGE_SIZE,
+                offset=(page - 1) * PAGE_SIZE,
+            )
+        except UNREADABLE as exc:  # say so in place of the list (a cluster database away, a damaged file)
+            entries, total, error = [], 0, f"The journal cannot be read: {exc}"
         rows = [file_row(ctx, e, config) for e in entries]
         pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
         context = {
@@ -124,6 +129,7 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
             "state": state or "",
             "states": (*STATES, "review"),
             "q": search,
+            "error": error,
         }
         return templates.TemplateResponse(request, "files.html", context)
 
