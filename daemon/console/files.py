@@ -3,7 +3,9 @@
 Each row shows its before/after thumbnails (written at finish time by the pipeline under
 ``ctx.state_dir/thumbs``, :mod:`daemon.finish.thumbs`: a page view reads a few kB per file,
 never an original), its timings and confidence (the thumbnails' meta), and for a failed file
-its reason and its ``.error.json`` record from the folder's ``error_dir``.
+its reason and its ``.error.json`` record from the folder's ``error_dir``. The rows come from
+the console's own connection (:func:`daemon.console.journal_link.console_journal`), on either
+journal backend (``browse`` of :class:`daemon.journal.backend.JournalBackend`).
 """
 
 from __future__ import annotations
@@ -22,25 +24,17 @@ from starlette.routing import BaseRoute, Route
 from daemon.beneath import open_regular_file
 from daemon.config import Config
 from daemon.console.context import ConsoleContext
-from daemon.console.journal_link import console_journal as shared_console_journal
-from daemon.errors import HotmatteError, JournalUnusable
+from daemon.console.journal_link import console_journal
+from daemon.console.overview import UNREADABLE
+from daemon.errors import HotmatteError
 from daemon.finish.failures import record_name
 from daemon.finish.thumbs import read_meta, thumb_key, thumb_path
-from daemon.journal.store import STATES, Entry, Journal, State
+from daemon.journal.store import STATES, Entry, State
 
 PAGE_SIZE = 50
 _KEY = re.compile(r"^[0-9a-f]{32}$")
 #: The largest error record shown (records are a few hundred bytes; a planted big file is cut).
 _RECORD_LIMIT = 16_384
-
-
-def console_journal(ctx: ConsoleContext) -> Journal:
-    """The console's own journal connection (:mod:`daemon.console.journal_link`), as the SQLite
-    journal, whose browse and decide these pages use."""
-    journal = shared_console_journal(ctx)
-    if not isinstance(journal, Journal):
-        raise JournalUnusable("the Files and Review pages do not read a cluster journal yet")
-    return journal
 
 
 @dataclass(frozen=True)
@@ -112,13 +106,17 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
         state = wanted if wanted in (*STATES, "review") else None
         search = (query.get("q") or "")[:200]
         page = _int(query.get("page"), 1) or 1
-        entries, total = console_journal(ctx).browse(
-            folder=folder,
-            state=cast("State | None", state),
-            search=search,
-            limit=PAGE_SIZE,
-            offset=(page - 1) * PAGE_SIZE,
-        )
+        error = ""
+        try:
+            entries, total = console_journal(ctx).browse(
+                folder=folder,
+                state=cast("State | None", state),
+                search=search,
+                limit=PAGE_SIZE,
+                offset=(page - 1) * PAGE_SIZE,
+            )
+        except UNREADABLE as exc:  # say so in place of the list (a cluster database away, a damaged file)
+            entries, total, error = [], 0, f"The journal cannot be read: {exc}"
         rows = [file_row(ctx, e, config) for e in entries]
         pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
         context = {
@@ -131,6 +129,7 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
             "state": state or "",
             "states": (*STATES, "review"),
             "q": search,
+            "error": error,
         }
         return templates.TemplateResponse(request, "files.html", context)
 
@@ -151,4 +150,4 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
     ]
 
 
-__all__ = ["PAGE_SIZE", "FileRow", "console_journal", "error_record", "file_row", "routes"]
+__all__ = ["PAGE_SIZE", "FileRow", "error_record", "file_row", "routes"]

@@ -2,7 +2,8 @@
 
 Before and after side by side, the after on a checkerboard, white and a colour the operator
 picks; Approve, Reject, or Re-run with another profile (:mod:`daemon.finish.decisions` moves the
-files, :meth:`Journal.decide` records the decision). Each action is a POST (CSRF per
+files, the journal's ``decide`` records it, on either backend: see
+:class:`daemon.journal.backend.JournalBackend`). Each action is a POST (CSRF per
 :mod:`daemon.console.security`) naming the journal row by id only: every path comes from the
 config and the row, none from the request.
 """
@@ -18,7 +19,9 @@ from starlette.routing import BaseRoute, Route
 
 from daemon.config import Folder
 from daemon.console.context import ConsoleContext
-from daemon.console.files import console_journal, file_row
+from daemon.console.files import file_row
+from daemon.console.journal_link import console_journal
+from daemon.console.overview import UNREADABLE
 from daemon.errors import DecisionRefused, HotmatteError
 from daemon.finish import decisions
 from daemon.journal.store import Entry
@@ -65,15 +68,22 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
 
     async def review(request: Request) -> Response:
         config = ctx.config()
-        entries, total = console_journal(ctx).browse(state="review", limit=REVIEW_PAGE_SIZE)
+        error = request.query_params.get("error", "")[:500]
+        try:
+            journal = console_journal(ctx)
+            entries, total = journal.browse(state="review", limit=REVIEW_PAGE_SIZE)
+            latest = journal.decisions(limit=10)
+        except UNREADABLE as exc:  # say so in place of the list (a cluster database away, a damaged file)
+            entries, total, latest = [], 0, []
+            error = error or f"The journal cannot be read: {exc}"
         context = {
             "rows": [file_row(ctx, e, config) for e in entries],
             "total": total,
             "profiles": sorted({*BUILTIN_PROFILES, *config.profiles}),
             "message": request.query_params.get("message", "")[:500],
-            "error": request.query_params.get("error", "")[:500],
+            "error": error,
             "colour": request.query_params.get("colour", "#3b82f6")[:7],
-            "decisions": console_journal(ctx).decisions(limit=10),
+            "decisions": latest,
         }
         return templates.TemplateResponse(request, "review.html", context)
 

@@ -7,7 +7,8 @@ A result whose confidence was below the folder's ``review_below`` waits in ``rev
   "rejected by the operator" (:func:`daemon.finish.failures.record_failure`, like any failure),
   and the rejected result is moved beside it as ``<name>.rejected<ext>``;
 - **rerun**: the result is removed (a new run will write a new one) and the file goes back to
-  pending with the chosen profile (the journal's part, :meth:`Journal.decide`).
+  pending with the chosen profile (the journal's part: ``decide`` of
+  :class:`daemon.journal.backend.JournalBackend`, on SQLite or the cluster database).
 
 The same rules as every write (:mod:`daemon.finish.outputs`): the folders on the way are opened
 with ``O_NOFOLLOW`` from their trusted roots, the target folder's root must be the one

@@ -39,17 +39,32 @@ Failure semantics (the rules of the hardening issue, for both backends):
   (console, CLI) open their own connection; while the storage is out of reach their reads and
   retries wait as any write does, unless their wait hook gives up (the console's does, after
   a few seconds, and says "the journal cannot be read").
+- **An operator's Review decision is taken once.** A ``done`` row whose result went to
+  review_dir (``Entry.review``; its cut's ``Entry.confidence`` below the folder's
+  ``review_below``) waits for the console's Review page. :meth:`decide` applies a decision only
+  to a row *still* done and in review, and returns False (nothing recorded) otherwise: decided
+  already by another operator, or the file offered again meanwhile. approve: stays done, no
+  longer in review, ``output`` where the result now is; reject: ``failed`` with error class
+  ``RejectedByOperator``; rerun: ``pending``, due now, with ``Entry.profile`` set to the chosen
+  profile, which the loop runs instead of the folder's (``entry.profile or folder.profile``).
+  Each applied decision is one :class:`~daemon.journal.store.DecisionRecord` in
+  :meth:`decisions`, written in the same transaction as the row. PostgreSQL: a rerun also
+  gets a new Procrastinate job under the queueing-lock rules of :meth:`requeue_failed`, in
+  that transaction, so exactly one node runs it again.
+- **Browsing** (:meth:`browse`, the Files and Review pages) is a read: one page of rows, latest
+  change first, and the number matching in all, from one snapshot; ``state="review"`` is the
+  done rows in review; ``search`` is a substring of the relative path, case-insensitive for ASCII.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from daemon.errors import JournalUnusable
 from daemon.journal.faults import DiskFullWait
-from daemon.journal.store import Entry, Fingerprint, State
+from daemon.journal.store import Decision, DecisionRecord, Entry, Fingerprint, State
 
 
 class JournalBackend(Protocol):
@@ -105,3 +120,18 @@ class JournalBackend(Protocol):
 
     # the operator's retry (see "An operator's retry" above)
     def requeue_failed(self, entry_ids: Collection[int]) -> list[int]: ...
+
+    # the console's Files and Review pages (see "An operator's Review decision" above)
+    def browse(
+        self,
+        *,
+        folder: str | None = None,
+        state: State | Literal["review"] | None = None,
+        search: str = "",
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Entry], int]: ...
+    def decide(
+        self, entry_id: int, decision: Decision, *, output: str | None = None, profile: str | None = None
+    ) -> bool: ...
+    def decisions(self, entry_id: int | None = None, limit: int = 100) -> list[DecisionRecord]: ...

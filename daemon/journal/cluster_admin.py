@@ -1,5 +1,6 @@
 """Cluster journal writes made for tools rather than by a node's loop: ``hotmatte journal migrate``
-copying SQLite rows in, and the operator's retry (the console, ``hotmatte retry``).
+copying SQLite rows in, the operator's retry (the console, ``hotmatte retry``) and the operator's
+Review decisions (the console's Review page).
 
 Split from :mod:`daemon.journal.cluster` (claims, outcomes, heartbeats) to keep each module to
 one concern. Neither needs this process to be a Procrastinate worker: a requeued or imported
@@ -16,7 +17,8 @@ from typing import Any
 from daemon.journal import cluster_jobs as jobs
 from daemon.journal.cluster_db import Connection, Row
 from daemon.journal.cluster_reads import ClusterReads, entry_of
-from daemon.journal.store import Entry, Fingerprint
+from daemon.journal.names import printable
+from daemon.journal.store import REJECTED, Decision, Entry, Fingerprint
 
 
 def fingerprint_params(f: Fingerprint) -> tuple[object, ...]:
@@ -58,6 +60,7 @@ class ClusterAdmin(ClusterReads):
                 "output",
                 "confidence",
                 "review",
+                "profile",
             )
             inserted = self._q(
                 conn,
@@ -70,7 +73,7 @@ class ClusterAdmin(ClusterReads):
                     os.fsencode(path),
                     *fingerprint_params(fingerprint),
                     state,
-                    *(row[c] for c in columns),
+                    *(row.get(c) for c in columns),  # profile: absent from an older journal
                 ),
             )
             if not inserted:
@@ -118,5 +121,63 @@ class ClusterAdmin(ClusterReads):
                 self._q(conn, "UPDATE hotmatte_files SET job_id = %s WHERE id = %s", (job_id, entry.id))
                 self._event(conn, "requeued", row, row["claim"])
             return [int(r["id"]) for r in rows]
+
+        return self._db.transact(change)
+
+    # --- the operator's Review decisions ----------------------------------------------------------
+
+    def decide(
+        self, entry_id: int, decision: Decision, *, output: str | None = None, profile: str | None = None
+    ) -> bool:
+        """As :meth:`daemon.journal.store.Journal.decide` (approve, reject, rerun), recorded in
+        ``hotmatte_decisions`` and as a ``decided`` event; False when no longer in review.
+
+        Only a row still ``done`` and in review is changed (one conditional UPDATE: two operators
+        deciding at once, the second finds it decided). A rerun goes back to ``pending`` with
+        ``profile`` and a new job deferred as :meth:`requeue_failed` does (same queueing lock,
+        claim token raised), all in one transaction, so exactly one node runs it again.
+        """
+        now = time.time()
+        shown = None if output is None else printable(output)
+        if decision == "approve":
+            change_sql, params = "review = 0, output = %s", (shown,)
+        elif decision == "reject":
+            change_sql = (
+                "state = 'failed', review = 0, output = NULL, error_class = %s,"
+                " last_error = 'rejected by the operator'"
+            )
+            params = (REJECTED,)
+        else:
+            change_sql = (
+                "state = 'pending', review = 0, profile = %s, next_attempt = 0, output = NULL,"
+                " confidence = NULL, claim = claim + 1, claimed_by = NULL"
+            )
+            params = (profile,)
+
+        def change(conn: Connection) -> bool:
+            rows = self._q(
+                conn,
+                f"UPDATE hotmatte_files SET {change_sql}, updated_at = %s"
+                " WHERE id = %s AND state = 'done' AND review = 1 RETURNING *",
+                (*params, now, entry_id),
+            )
+            if not rows:
+                return False
+            row = rows[0]
+            if decision == "rerun":
+                entry = entry_of(row)
+                jobs.cancel(self._db, conn, row["job_id"])  # its finished job: nothing, normally
+                job_id = jobs.defer(
+                    self._db, conn, entry.folder, entry.path, entry.id, fingerprint_params(entry.fingerprint)
+                )
+                self._q(conn, "UPDATE hotmatte_files SET job_id = %s WHERE id = %s", (job_id, entry.id))
+            self._q(
+                conn,
+                "INSERT INTO hotmatte_decisions (file_id, folder, path, decision, profile, output,"
+                " decided_at, node) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (entry_id, row["folder"], row["path"], decision, profile, shown, now, self.node),
+            )
+            self._event(conn, "decided", row, row["claim"], f"{decision} {profile or ''}".strip())
+            return True
 
         return self._db.transact(change)

@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS hotmatte_files (
     claim BIGINT NOT NULL DEFAULT 0,  -- fencing token: raised by every claim and every take-back
     claimed_by TEXT,                  -- the node running it
     job_id BIGINT,                    -- its procrastinate_jobs row
+    profile TEXT,                     -- the operator's Re-run profile (Review page); NULL: the folder's
     UNIQUE (folder, path)
 );
 CREATE INDEX IF NOT EXISTS hotmatte_files_state ON hotmatte_files (state, folder);
@@ -90,7 +91,21 @@ CREATE TABLE IF NOT EXISTS hotmatte_nodes (
     last_seen TIMESTAMPTZ NOT NULL DEFAULT now(),
     running INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS hotmatte_decisions (
+    id BIGSERIAL PRIMARY KEY,
+    file_id BIGINT NOT NULL,
+    folder TEXT NOT NULL,
+    path BYTEA NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('approve', 'reject', 'rerun')),
+    profile TEXT,
+    output TEXT,
+    decided_at DOUBLE PRECISION NOT NULL,
+    node TEXT                         -- who decided (the console's node)
+);
+CREATE INDEX IF NOT EXISTS hotmatte_decisions_file ON hotmatte_decisions (file_id);
 """
+#: Columns added to ``hotmatte_files`` after the first cluster release: (name, definition).
+ADDED_COLUMNS = (("profile", "TEXT"),)
 
 
 def install_schema(db: Database, conn: Connection) -> None:
@@ -100,6 +115,19 @@ def install_schema(db: Database, conn: Connection) -> None:
     if present is None or present["t"] is None:
         conn.execute(SchemaManager.get_schema())  # Procrastinate's own schema file, as its CLI applies it
     conn.execute(SCHEMA)
+    # A database made by an older release: add the columns it lacks. Asked first rather than
+    # ALTER ... IF NOT EXISTS every time, which would take the table's exclusive lock at each open.
+    columns = {
+        r["column_name"]
+        for r in db.execute(
+            conn,
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = 'hotmatte_files'",
+        ).fetchall()
+    }
+    for name, definition in ADDED_COLUMNS:
+        if name not in columns:
+            db.execute(conn, f"ALTER TABLE hotmatte_files ADD COLUMN {name} {definition}")
 
 
 def queue_of(folder: str) -> str:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection
 from pathlib import PurePosixPath
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from daemon.config import Cluster
 from daemon.journal.cluster_db import Connection, Database, Row
-from daemon.journal.store import STATES, Entry, Fingerprint, State
+from daemon.journal.store import STATES, Decision, DecisionRecord, Entry, Fingerprint, State
 
 
 def entry_of(row: Row) -> Entry:
@@ -31,7 +31,29 @@ def entry_of(row: Row) -> Entry:
         updated_at=row["updated_at"],
         output=row["output"],
         crashes=row["crashes"],
+        confidence=row["confidence"],
+        review=bool(row["review"]),
+        profile=row.get("profile"),
     )
+
+
+def escaped_like_path(text: str) -> str:
+    """``text`` as PostgreSQL's ``encode(path, 'escape')`` writes a path holding it, lower-cased.
+
+    Why: paths are BYTEA (names need not be UTF-8), and ``convert_from`` fails on a name that is
+    not; the escape form is text for every name (bytes above 0x7f as ``\\ooo``, a backslash
+    doubled), so a search is a substring test on it. Case is folded for ASCII only, as SQLite's
+    LIKE does on the SQLite journal.
+    """
+    out = []
+    for byte in os.fsencode(text):
+        if byte == 0x5C:
+            out.append("\\\\")
+        elif byte >= 0x80 or byte == 0:
+            out.append(f"\\{byte:03o}")
+        else:
+            out.append(chr(byte))
+    return "".join(out).lower()
 
 
 class ClusterReads:
@@ -153,6 +175,67 @@ class ClusterReads:
             (*params, limit, offset),
         )
         return [entry_of(r) for r in rows]
+
+    # --- console: files and review ----------------------------------------------------------------
+
+    def browse(
+        self,
+        *,
+        folder: str | None = None,
+        state: State | Literal["review"] | None = None,
+        search: str = "",
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Entry], int]:
+        """As :meth:`daemon.journal.store.Journal.browse`; the search also finds names that are not
+        UTF-8 (see :func:`escaped_like_path`). The count and the page are one snapshot."""
+        where: list[str] = ["TRUE"]
+        params: list[object] = []
+        if folder:
+            where.append("folder = %s")
+            params.append(folder)
+        if state == "review":
+            where.append("state = 'done' AND review = 1")
+        elif state:
+            where.append("state = %s")
+            params.append(state)
+        if search:
+            where.append("strpos(lower(encode(path, 'escape')), %s) > 0")
+            params.append(escaped_like_path(search))
+        clause = " AND ".join(where)
+
+        def read(conn: Connection) -> tuple[list[Row], int]:
+            total = self._q(conn, f"SELECT count(*) AS n FROM hotmatte_files WHERE {clause}", params)
+            rows = self._q(
+                conn,
+                f"SELECT * FROM hotmatte_files WHERE {clause}"
+                " ORDER BY updated_at DESC, id DESC LIMIT %s OFFSET %s",
+                (*params, limit, offset),
+            )
+            return rows, int(total[0]["n"])
+
+        rows, total = self._db.transact(read)
+        return [entry_of(r) for r in rows], total
+
+    def decisions(self, entry_id: int | None = None, limit: int = 100) -> list[DecisionRecord]:
+        """The latest decisions (of one row when ``entry_id`` is given), newest first."""
+        where, params = ("WHERE file_id = %s", (entry_id,)) if entry_id is not None else ("", ())
+        rows = self._read(
+            f"SELECT * FROM hotmatte_decisions {where} ORDER BY decided_at DESC, id DESC LIMIT %s",
+            (*params, limit),
+        )
+        return [
+            DecisionRecord(
+                r["file_id"],
+                r["folder"],
+                os.fsdecode(bytes(r["path"])),
+                cast(Decision, r["decision"]),
+                r["profile"],
+                r["output"],
+                r["decided_at"],
+            )
+            for r in rows
+        ]
 
     def nodes(self) -> list[Row]:
         """Per node: last heartbeat age, alive (heard from within ``stalled_after_seconds``), files

@@ -16,6 +16,13 @@ from daemon.journal.cluster import ClusterJournal
 from daemon.journal.cluster_db import DatabaseWait
 from daemon.journal.store import Journal
 
+#: How long a ``/metrics`` scrape waits for a cluster database that stopped answering: a scrape
+#: must stay cheap (Prometheus times out at 10 s by default), and its next one connects again.
+#: Measured: a connection that lost its server gives up after 1.5 s (pauses 0.1 + 0.2 + 0.4 + 0.8);
+#: later scrapes are refused at connect in about a millisecond (a host gone from the network
+#: without a refusal: up to cluster_db.CONNECT_TIMEOUT_SECONDS).
+SCRAPE_PATIENCE_SECONDS = 1.0
+
 
 def open_journal(config: Config) -> JournalBackend:
     """The service's journal: SQLite, or with ``cluster:`` the shared PostgreSQL one (this node a worker)."""
@@ -46,3 +53,14 @@ def open_reader(config: Config, give_up_after: float | None = None) -> JournalBa
 
         journal.on_unavailable = give_up
     return journal
+
+
+def open_counter(config: Config) -> JournalBackend:
+    """The connection ``/metrics`` counts the queue through (never the service's own).
+
+    Without ``cluster:`` the SQLite journal read-only (a scrape never creates or changes it);
+    with it a reader (:func:`open_reader`) that gives up after :data:`SCRAPE_PATIENCE_SECONDS`.
+    """
+    if config.cluster is None:
+        return Journal.open_read_only(config.journal)
+    return open_reader(config, give_up_after=SCRAPE_PATIENCE_SECONDS)

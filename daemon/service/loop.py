@@ -43,7 +43,7 @@ from daemon.errors import ConfigError, DatabaseUnavailable, JournalUnusable, Out
 from daemon.finish.roots import folder_roots_available, keep_state_beside, remember_roots
 from daemon.finish.thumbs import thumb_key
 from daemon.journal.backend import JournalBackend
-from daemon.journal.opening import open_journal
+from daemon.journal.opening import open_counter, open_journal
 from daemon.journal.store import Entry
 from daemon.journal.upkeep import JournalUpkeep
 from daemon.logs import configure_logging
@@ -105,7 +105,8 @@ class Service:
         self._watchers: dict[str, FolderWatcher] = {}
         self._running: dict[int, Running] = {}
         #: Prometheus metrics, in a registry of this service's own (served by the console).
-        self._metrics = ServiceMetrics(journal.path)
+        # Queue counts through a connection of their own (SQLite read-only, or the cluster's database).
+        self._metrics = ServiceMetrics(lambda: open_counter(self._config))
         self._outcomes = OutcomeRecorder(journal, lambda: self._config.retry, metrics=self._metrics)
         self._stop_requested = False
         self._reload_requested = False

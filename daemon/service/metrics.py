@@ -13,8 +13,11 @@ Two ways values get in:
   (``Service._conclude``), and a plain snapshot of folder facts published every couple of
   seconds, replaced whole so a scrape never sees half of one;
 * read at scrape time by custom collectors, on the console's thread: the journal's counts per
-  folder and state through a read-only connection of their own (two ``GROUP BY`` queries, a few
-  milliseconds on 10,000 rows, instead of keeping counters that could drift from the journal),
+  folder and state through a connection of their own (two ``GROUP BY`` queries, a few
+  milliseconds on 10,000 rows, instead of keeping counters that could drift from the journal):
+  the SQLite journal read-only, or in cluster mode a reader of the shared database that gives up
+  within a second when the server is away (:func:`daemon.journal.opening.open_counter`), so a
+  scrape then leaves the queue out rather than hang,
   and the free bytes of each folder's roots (``statvfs``; only for roots that were reachable at
   the last snapshot, so an unmounted share cannot hang a scrape).
 
@@ -34,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import psycopg
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily
@@ -41,14 +45,17 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from daemon.config import Folder
-from daemon.errors import JournalUnusable
+from daemon.errors import HotmatteError
 from daemon.finish.roots import roots_of
+from daemon.journal.backend import JournalBackend
 from daemon.journal.store import STATES, Journal
 
 log = structlog.get_logger("hotmatte")
 
 Outcome = Literal["done", "review", "retry", "failed"]
 OUTCOMES: tuple[Outcome, ...] = ("done", "review", "retry", "failed")
+#: Opens the connection the queue counts are read through (called again after one failed).
+JournalOpener = Callable[[], JournalBackend]
 #: Queue states: the journal's, with ``review`` (done, result in review_dir) apart from ``done``.
 QUEUE_STATES = (*STATES, "review")
 
@@ -99,11 +106,11 @@ def landed_at(path: Path) -> float | None:
 class _JournalCounts(Collector):
     """``hotmatte_queue_files``: the journal's rows per folder and state, read at scrape time."""
 
-    def __init__(self, journal_path: Path, folders: Callable[[], Iterable[str]]) -> None:
-        self._path = journal_path
+    def __init__(self, open_journal: JournalOpener, folders: Callable[[], Iterable[str]]) -> None:
+        self._open = open_journal
         #: The folders being watched: shown at 0 before their first file.
         self._folders = folders
-        self._journal: Journal | None = None
+        self._journal: JournalBackend | None = None
 
     def describe(self) -> Iterable[Metric]:
         return [self._family()]
@@ -120,9 +127,11 @@ class _JournalCounts(Collector):
         family = self._family()
         try:
             if self._journal is None:  # its own connection: never the service's, never its lock
-                self._journal = Journal.open_read_only(self._path)
+                self._journal = self._open()
             counts, review = self._journal.counts(), self._journal.in_review()
-        except (sqlite3.Error, JournalUnusable) as exc:  # a scrape never fails for it
+        # A scrape never fails for it: SQLite's or PostgreSQL's own errors, a journal found unusable,
+        # a cluster database that does not answer (DatabaseUnavailable).
+        except (sqlite3.Error, psycopg.Error, HotmatteError) as exc:
             log.warning("metrics_journal_unreadable", error=str(exc))
             self.close()
             return [family]
@@ -197,7 +206,9 @@ class _FolderFactsCollector(Collector):
 class ServiceMetrics:
     """All metrics of one service, in a registry of its own (:attr:`registry`)."""
 
-    def __init__(self, journal_path: Path) -> None:
+    def __init__(self, journal: Path | JournalOpener) -> None:
+        """``journal``: how to open the connection the queue counts are read through; a path is
+        the SQLite journal there, opened read-only."""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self._processed = Counter(
@@ -234,7 +245,8 @@ class ServiceMetrics:
             registry=r,
         )
         self._model = Info("hotmatte_model", "The model the pipeline runs, and where.", registry=r)
-        self._journal_counts = _JournalCounts(journal_path, lambda: self.published[0])
+        opener = (lambda: Journal.open_read_only(journal)) if isinstance(journal, Path) else journal
+        self._journal_counts = _JournalCounts(opener, lambda: self.published[0])
         r.register(self._journal_counts)
         #: (facts per folder, files in flight): replaced whole by :meth:`publish`.
         self.published: tuple[Mapping[str, FolderFacts], int] = ({}, 0)
