@@ -87,6 +87,9 @@ def memory_run(files: int, good_every: int, batch_size: str) -> dict[str, Any]:
                 while not stop.is_set():
                     metrics_ms = _get_ms(base + "metrics")
                     overview_ms = _get_ms(base)
+                    # The other pages too, untimed: their memory counts as much as the overview's.
+                    for page in ("files", "failures", "review"):
+                        _get_ms(base + page)
                     samples.append(
                         {
                             "t": round(time.monotonic() - started, 1),
