@@ -120,6 +120,7 @@ def cuda_tests(device: str, clock: Clock) -> dict[str, Any]:
         "exit_code": done.returncode,
         "summary": tail[-1] if tail else "",
         "skip_reasons": [line for line in tail if line.startswith("SKIPPED")][:5],
+        "errors": [line for line in tail if line.startswith(("ERROR", "E   "))][:5],
         "seconds": round(time.perf_counter() - started, 1),
         "device_seen_by_tests": device,
     }
