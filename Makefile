@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install weights run test lint browser console-screenshots gpu-check bench-large bench-large-profiles bench-throughput bench-quality bench-faces bench-fuzz
+.PHONY: install weights run test lint browser console-screenshots gpu-check gpu-wheels bench-large bench-large-profiles bench-throughput bench-quality bench-faces bench-fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -82,3 +82,7 @@ GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
 GPU_CHECK_ARGS ?=
 gpu-check:
 	timeout 480 $(GPU_PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)
+
+# The wheels gpu-check needs on the lent GPU machine (no registry there): cp312 into .whl/.
+gpu-wheels:
+	bench/gpu_wheels.sh 3.12 .whl device

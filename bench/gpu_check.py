@@ -12,10 +12,15 @@ why) once the time budget is spent or what it needs is missing:
 4. the edge-detail crop pass (``MattingEngine.predict_crops``) on 32 crops.
 
 Weights: the fp16 file (88 MB) does not fit one 64 MiB transfer. ``--weights-parts A B`` joins
-two parts (``split -n 2``) and checks the joined file's sha256 against ``--manifest``; without
-them the model has RANDOM weights of the same architecture (speed does not depend on the values)
-and every table says so. Never run here without a GPU for numbers: ``--device cpu --quick`` is
-the dry run that proves the script works.
+two parts (``split -n 2``) and checks the joined file's sha256 against ``--weights-sha256`` or
+``--manifest``; without them the model has RANDOM weights of the same architecture (speed does
+not depend on the values) and every table says so. Either way they go into a folder shaped like
+``hotmatte weights fetch``'s, which the CUDA tests load too (``$HOTMATTE_WEIGHTS``).
+
+Each part that fails, or needs a module this machine lacks, is reported as ``skipped: <reason>``
+and the rest still run; the JSON report is always written. Wheels for the daemon's modules the
+GPU machine lacks: ``bench/gpu_wheels.sh`` (bench/README.md). Never run here without a GPU for
+numbers: ``--device cpu --quick`` is the dry run that proves the script works.
 
 Results: a table on stdout and ``--out`` (JSON, default bench/results/gpu-check.json).
 """
@@ -24,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import json
 import os
 import subprocess
@@ -33,7 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,10 +46,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from daemon.matting.engine import MattingEngine, _build  # noqa: E402
-from daemon.matting.registry import DEFAULT_MODEL, build_model  # noqa: E402
+if TYPE_CHECKING:
+    from daemon.matting.engine import MattingEngine
 
 BATCHES = (1, 2, 4, 8, 16)
+CUDA_TESTS = "tests/matting/test_cuda.py"
 BUDGET_SECONDS = 7 * 60  # leaves a minute of the 8 for start-up and the report
 
 
@@ -58,34 +63,52 @@ class Clock:
         return self.budget - (time.monotonic() - self.started)
 
 
-def load_weights(parts: list[Path] | None, manifest: Path | None) -> tuple[dict[str, torch.Tensor], str]:
-    """The state dict and where it came from: joined parts (sha256 checked) or random values."""
-    if parts:
-        from safetensors.torch import load_file
+def prepare_weights(parts: list[Path] | None, expected_sha256: str | None) -> tuple[Path, str]:
+    """A weights folder shaped like ``hotmatte weights fetch``'s, and where its values came from.
 
-        joined = Path(tempfile.mkdtemp(prefix="hotmatte-weights-")) / "isnet-general-use.safetensors"
-        digest = hashlib.sha256()
-        with open(joined, "wb") as out:
-            for part in parts:
-                data = part.read_bytes()
-                digest.update(data)
-                out.write(data)
-        if manifest is not None:
-            expected = json.loads(manifest.read_text()).get("sha256")
-            if expected != digest.hexdigest():
-                raise SystemExit(
-                    f"joined weights' sha256 {digest.hexdigest()} is not the manifest's {expected}"
-                )
-        return load_file(joined), f"real weights joined from {len(parts)} parts ({joined})"
-    model = build_model(DEFAULT_MODEL)
-    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    return state, "RANDOM weights of the same architecture (timings only; alphas are meaningless)"
+    Joined parts (sha256 checked where one is known), or random values of the same architecture:
+    the tests in their own process find it through ``$HOTMATTE_WEIGHTS``.
+    """
+    from tests.matting._random_weights import joined_weights_dir, random_weights_dir
+
+    folder = Path(tempfile.mkdtemp(prefix="hotmatte-weights-"))
+    if parts:
+        joined_weights_dir(parts, folder, expected_sha256)
+        return folder, f"real weights joined from {len(parts)} parts ({folder})"
+    random_weights_dir(folder)
+    return folder, "RANDOM weights of the same architecture (timings only; alphas are meaningless)"
+
+
+def section(name: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One part of the check; a missing module or any failure becomes ``skipped: <reason>``."""
+    try:
+        result = run()
+    except Exception as exc:  # the report must still be written: say what stopped this part
+        result = {"skipped": f"{type(exc).__name__}: {exc}"[:300]}
+    shown = f"skipped: {result['skipped']}" if "skipped" in result else json.dumps(result, indent=1)
+    print(f"{name}: {shown}", flush=True)
+    return result
 
 
 def cuda_tests(device: str, clock: Clock) -> dict[str, Any]:
+    import pytest  # noqa: F401  (only to say "skipped: no pytest" here rather than in the child)
+
     started = time.perf_counter()
+    # The CUDA test file alone: collecting the whole suite would import the console, the cluster
+    # and the browser tests' packages, which a GPU machine need not have.
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "tests"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "cuda",
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            "tests/matting/test_cuda.py",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -96,6 +119,8 @@ def cuda_tests(device: str, clock: Clock) -> dict[str, Any]:
     return {
         "exit_code": done.returncode,
         "summary": tail[-1] if tail else "",
+        "skip_reasons": [line for line in tail if line.startswith("SKIPPED")][:5],
+        "errors": [line for line in tail if line.startswith(("ERROR", "E   "))][:5],
         "seconds": round(time.perf_counter() - started, 1),
         "device_seen_by_tests": device,
     }
@@ -266,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="dry run: 256², batches 1-2, 2 images, 2 crops")
     parser.add_argument("--weights-parts", nargs="+", type=Path, help="the fp16 weights in parts, in order")
     parser.add_argument("--manifest", type=Path, default=REPO / "weights" / "manifest.json")
+    parser.add_argument("--weights-sha256", help="the joined file's sha256 (else the manifest's, if any)")
     parser.add_argument("--images", type=Path, help="benchmark folder (default: build the 24 × 12 MP set)")
     parser.add_argument("--compile", choices=("yes", "no"), default="yes", help="try torch.compile")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "gpu-check.json")
@@ -279,57 +305,82 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     device = torch.device(args.device)
     size, batches, repeats = (256, (1, 2), 1) if args.quick else (1024, BATCHES, 10)
-    manifest = args.manifest if args.manifest.is_file() else None
-    state, weights_note = load_weights(args.weights_parts, manifest)
+    expected = args.weights_sha256
+    if expected is None and args.manifest.is_file():
+        expected = json.loads(args.manifest.read_text(encoding="utf-8")).get("sha256")
+    weights_dir: Path | None = None
+    try:
+        weights_dir, weights_note = prepare_weights(args.weights_parts, expected)
+        os.environ["HOTMATTE_WEIGHTS"] = str(weights_dir)  # the CUDA tests' process loads the same
+    except Exception as exc:  # a bad join or a daemon module missing: no model parts, still a report
+        weights_note = f"weights skipped: {type(exc).__name__}: {exc}"[:300]
     precision = "fp16" if device.type == "cuda" else "fp32"
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    engine = MattingEngine(_build(state, device, precision), device, precision, size)  # type: ignore[arg-type]
     report: dict[str, Any] = {
         "weights": weights_note,
         "device": torch.cuda.get_device_name(0)
         if device.type == "cuda"
         else "cpu (dry run: not GPU numbers)",
         "torch": torch.__version__,
+        "python": sys.version.split()[0],
         "precision": precision,
         "memory_format": "channels_last",
     }
     print(f"gpu-check on {report['device']}; {weights_note}", flush=True)
-    report["cuda_tests"] = cuda_tests(args.device, clock)
-    print(f"CUDA tests: {report['cuda_tests']['summary']}", flush=True)
-    report["model_only"] = model_only(
-        engine, size, batches, repeats, clock, args.compile == "yes" and not args.quick
-    )
-    print(json.dumps(report["model_only"], indent=1), flush=True)
-    if clock.left() > 90:
-        try:
-            images = args.images
-            if images is None:
-                images = Path(tempfile.mkdtemp(prefix="hotmatte-gpu-images-")) / "shoot"
-                if args.quick:
-                    _small_images(images)
-                else:
-                    from _dataset import build_dataset
+    report["cuda_tests"] = section("CUDA tests", lambda: cuda_tests(args.device, clock))
+    engine: MattingEngine | None = None
+    try:
+        from daemon.matting.engine import load_engine
 
-                    build_dataset(images)
-            engine.size = 1024 if not args.quick else size
-            e2e = end_to_end(engine, images, 2 if args.quick else 24, clock)
-            best = float(report["model_only"]["best"])
-            e2e["fraction_of_model_only"] = round(e2e["images_per_second"] / best, 3) if best else None
-            report["end_to_end"] = e2e
-        except Exception as exc:  # e.g. a daemon dependency missing on this machine
-            report["end_to_end"] = {"skipped": f"{type(exc).__name__}: {exc}"[:300]}
-        print(f"end to end: {report['end_to_end']}", flush=True)
-    else:
-        report["end_to_end"] = {"skipped": "time budget"}
-    if clock.left() > 30:
-        report["crop_pass"] = crop_pass(engine, engine.size, 2 if args.quick else 32, device)
-        print(f"crop pass: {report['crop_pass']}", flush=True)
+        if weights_dir is None:
+            raise RuntimeError(f"no weights ({weights_note})")
+        engine = load_engine(weights_dir, device=args.device, size=size, precision=precision)  # type: ignore[arg-type]
+    except Exception as exc:  # e.g. cv2 missing: the model parts cannot run, the report still can
+        reason = f"no engine: {type(exc).__name__}: {exc}"[:300]
+        print(f"model: skipped: {reason}", flush=True)
+        for name in ("model_only", "end_to_end", "crop_pass"):
+            report[name] = {"skipped": reason}
+    if engine is not None:
+        ready = engine
+        report["model_only"] = section(
+            "model only",
+            lambda: model_only(
+                ready, size, batches, repeats, clock, args.compile == "yes" and not args.quick
+            ),
+        )
+        if clock.left() > 90:
+            report["end_to_end"] = section("end to end", lambda: _end_to_end(ready, args, report, clock))
+        else:
+            report["end_to_end"] = {"skipped": "time budget"}
+        if clock.left() > 30:
+            crops = 2 if args.quick else 32
+            report["crop_pass"] = section("crop pass", lambda: crop_pass(ready, ready.size, crops, device))
+        else:
+            report["crop_pass"] = {"skipped": "time budget"}
     report["seconds"] = round(BUDGET_SECONDS - clock.left(), 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1), encoding="utf-8")
     print(f"saved {args.out} ({report['seconds']} s)")
     return 0
+
+
+def _end_to_end(
+    engine: MattingEngine, args: argparse.Namespace, report: dict[str, Any], clock: Clock
+) -> dict[str, Any]:
+    images: Path | None = args.images
+    if images is None:
+        images = Path(tempfile.mkdtemp(prefix="hotmatte-gpu-images-")) / "shoot"
+        if args.quick:
+            _small_images(images)
+        else:
+            from _dataset import build_dataset
+
+            build_dataset(images)
+    if not args.quick:
+        engine.size = 1024
+    e2e = end_to_end(engine, images, 2 if args.quick else 24, clock)
+    best = float(report["model_only"].get("best", 0.0))
+    e2e["fraction_of_model_only"] = round(e2e["images_per_second"] / best, 3) if best else None
+    return e2e
 
 
 if __name__ == "__main__":

@@ -3,10 +3,16 @@
 Marked ``cuda`` (``pytest -m cuda``, run by ``make gpu-check``); skipped where torch sees no
 CUDA device, so they never run on the development machines (no GPU has been lent to one yet:
 the tolerances below are the first guess, to be confirmed by the first GPU run).
+
+Weights: ``$HOTMATTE_WEIGHTS`` (``bench/gpu_check.py`` points it at the parts it joined, or at
+random weights it made), else ``weights/``, else random weights of the same architecture made
+here (a GPU machine receives at most 64 MiB beside the checkout; the fp16 file is 88 MB). With
+random weights every alpha sits near 0.5, so the mask-agreement check is skipped and said.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +25,25 @@ from daemon.finish.outputs import Destination
 from daemon.io.detect import open_image
 from daemon.matting.engine import load_engine, prepare
 from daemon.profiles import BUILTIN_PROFILES
-from tests.conftest import photo, save_jpeg
+from tests.conftest import REPO, photo, save_jpeg
+from tests.matting._random_weights import is_random, random_weights_dir
 
 pytestmark = [
     pytest.mark.cuda,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real weights where there are any; else random ones, said in the test report."""
+    configured = os.environ.get("HOTMATTE_WEIGHTS")
+    if configured:
+        return Path(configured)
+    if (REPO / "weights" / "manifest.json").is_file():
+        return REPO / "weights"
+    print("test_cuda: no weights here; RANDOM weights of the same architecture")
+    return random_weights_dir(tmp_path_factory.mktemp("random-weights"))
 
 
 def test_fp16_channels_last_alpha_on_cuda_matches_fp32_on_the_cpu(weights_dir: Path) -> None:
@@ -33,6 +52,8 @@ def test_fp16_channels_last_alpha_on_cuda_matches_fp32_on_the_cpu(weights_dir: P
     cuda = load_engine(weights_dir, device="cuda").predict([prepared])[0]
     assert cuda.dtype == np.float32 and cuda.shape == cpu.shape
     assert float(np.abs(cuda - cpu).mean()) < 0.01
+    if is_random(weights_dir):
+        pytest.skip("random weights: every alpha is near 0.5, so masks at 0.5 cannot be compared")
     assert ((cuda > 0.5) == (cpu > 0.5)).mean() > 0.995
 
 
