@@ -21,6 +21,11 @@ while the daemon merely waits (:mod:`daemon.service.liveness`).
 
 A damaged journal found while running stops the daemon with exit 2 and one
 line naming the repair (:mod:`daemon.journal.faults`), never a spin.
+
+Here: the loop itself (start, feed, conclude, reload, stop). Its helpers, each owned by
+:class:`Service`: :mod:`daemon.service.arrivals` (watchers → inbox → journal),
+:mod:`daemon.service.claims` (checks a claimed row passes before it is submitted) and
+:mod:`daemon.service.reporting` (status, console snapshot, metrics, stage timings, watchdog).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import signal
 import sqlite3
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -39,7 +44,7 @@ import structlog
 
 from daemon.config import Config, Folder, load_config
 from daemon.console import ConsoleServer
-from daemon.errors import ConfigError, DatabaseUnavailable, JournalUnusable, OutputCollision, ShareUnavailable
+from daemon.errors import ConfigError, DatabaseUnavailable, JournalUnusable, ShareUnavailable
 from daemon.finish.roots import folder_roots_available, keep_state_beside, remember_roots
 from daemon.finish.thumbs import thumb_key
 from daemon.journal.backend import JournalBackend
@@ -47,15 +52,17 @@ from daemon.journal.opening import open_counter, open_journal
 from daemon.journal.store import Entry
 from daemon.journal.upkeep import JournalUpkeep
 from daemon.logs import configure_logging
-from daemon.pipeline.stage_stats import report_path_for, save_report
 from daemon.pipeline.stages import Job, Outcome, Pipeline, build_pipeline
-from daemon.service.console_link import snapshot_of, start_console
-from daemon.service.folder_files import destination_for, fingerprint, output_key, relative_key
+from daemon.service.arrivals import Arrivals, Ready
+from daemon.service.claims import ClaimChecks
+from daemon.service.console_link import start_console
+from daemon.service.folder_files import destination_for
 from daemon.service.journal_waits import JournalWaits, StopWhileJournalFull
 from daemon.service.liveness import Liveness
-from daemon.service.metrics import FolderFacts, ServiceMetrics, root_kinds
+from daemon.service.metrics import ServiceMetrics
 from daemon.service.notify import Notifier
 from daemon.service.outcomes import QUARANTINE_AFTER_CRASHES, OutcomeRecorder, Running
+from daemon.service.reporting import Reporter
 from daemon.service.startup import recover_interrupted, remove_stale_temporaries_below
 from daemon.watch.watcher import FolderWatcher
 
@@ -72,23 +79,12 @@ RESTART_KEYS = (
     "workers",
     "cluster",
 )
-STATUS_EVERY_SECONDS = 2.0
-#: How often the per-stage timings are logged and saved for `hotmatte status`.
-STAGES_EVERY_SECONDS = 30.0
 #: Exit code for a set-up problem (bad config, no usable weights, journal unusable), as in daemon.cli.
 EXIT_SETUP = 2
 #: After the pipeline refused a job, feeding waits until it has fewer in flight or this long.
 FULL_BACKOFF_SECONDS = 0.25
 #: Items taken off the inbox per loop turn, so signals and feeding are not starved by a flood.
 INBOX_BATCH = 1000
-
-
-@dataclass(frozen=True)
-class _Ready:
-    folder: Folder
-    path: Path
-    size: int
-    mtime_ns: int
 
 
 class Service:
@@ -101,7 +97,7 @@ class Service:
         self._config = config
         self._journal = journal
         self._notifier = notifier
-        self._inbox: queue.SimpleQueue[_Ready | Outcome] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[Ready | Outcome] = queue.SimpleQueue()
         self._watchers: dict[str, FolderWatcher] = {}
         self._running: dict[int, Running] = {}
         #: Prometheus metrics, in a registry of this service's own (served by the console).
@@ -116,20 +112,31 @@ class Service:
         self._suspect: int | None = None
         self._liveness = Liveness(notifier, lambda: self._config.stall_seconds)
         self._waits = JournalWaits(notifier, self._liveness, lambda: self._stop_requested)
-        self._next_status = 0.0
-        self._last_status = ""
-        self._next_stages = STAGES_EVERY_SECONDS
-        self._stage_files = 0
         self.pipeline: Pipeline | None = None
         self.drained = True
         self._console: ConsoleServer | None = None
-        #: Plain facts for the console, replaced whole (one assignment) so its thread never sees half.
-        self._snapshot: dict[str, object] = {}
-        self._next_snapshot = 0.0
+        self._arrivals = Arrivals(
+            lambda: self._config, journal, self._metrics, self._watchers, self._inbox.put
+        )
+        self._claims = ClaimChecks(
+            journal, lambda: self._config, self._outcomes, self._watchers, self._running
+        )
+        self._reporter = Reporter(
+            journal,
+            notifier,
+            self._metrics,
+            self._liveness,
+            self._outcomes.space,
+            self._watchers,
+            pipeline=lambda: self.pipeline,
+            console_on=lambda: self._console is not None,
+            busy=self._busy,
+            healthy=self.healthy,
+        )
         self._upkeep = JournalUpkeep(
             journal,
             # A folder whose share is unmounted is left out: its sources are not gone, only hidden.
-            lambda: {f.name: f for f in self._config.folders if self._reachable(f.name)},
+            lambda: {f.name: f for f in self._config.folders if self._arrivals.reachable(f.name)},
             lambda: self._config.journal_keep_days,
         )
 
@@ -149,7 +156,7 @@ class Service:
         remove_stale_temporaries_below(self._config)
         self.pipeline.start()
         for folder in self._config.folders:
-            self._start_watcher(folder)
+            self._arrivals.start_watcher(folder)
         self._start_console()
         log.info(
             "start",
@@ -158,7 +165,7 @@ class Service:
             config=str(self._config_path or "embedded default"),
             journal=str(self._journal.path),
         )
-        self._notifier.ready(self._status_text())
+        self._notifier.ready(self._reporter.status_text())
         self._upkeep.start()  # prunes the journal now, then daily, on its own thread
         try:
             while not self._stop_requested:
@@ -169,7 +176,7 @@ class Service:
                     self._reload_requested = False
                     self._reload()
                 self._feed_pipeline()
-                self._report()
+                self._reporter.report()
         except JournalUnusable as exc:
             return self._abandon(exc)
         except StopWhileJournalFull:
@@ -231,7 +238,7 @@ class Service:
             lambda: self._config,
             self._journal,
             self.pipeline,
-            lambda: self._snapshot,
+            lambda: self._reporter.snapshot,
             self._metrics.registry,
         )
 
@@ -240,43 +247,6 @@ class Service:
         if self._config.console is None:
             return None
         return self._journal.path.parent / "console" / "thumbs" / thumb_key(folder.name, entry.path)
-
-    # --- start-up -----------------------------------------------------------------------------------
-
-    # --- watchers -----------------------------------------------------------------------------------
-
-    def _start_watcher(self, folder: Folder) -> None:
-        remember_roots(folder)  # a folder a reload adds: its roots are remembered as it starts
-        watcher = FolderWatcher(
-            folder, self._on_ready, self._is_settled, reconcile_seconds=self._config.reconcile_seconds
-        )
-        self._watchers[folder.name] = watcher
-        self._metrics.folder_started(folder.name)
-        watcher.start()
-        log.info(
-            "watching",
-            folder=folder.name,
-            input=str(folder.input),
-            output=str(folder.output),
-            observer=watcher.kind,
-        )
-
-    def _on_ready(self, folder: Folder, path: Path, st: os.stat_result) -> None:
-        self._inbox.put(_Ready(folder, path, st.st_size, st.st_mtime_ns))
-
-    def _is_settled(self, folder: Folder, path: Path, st: os.stat_result) -> bool:
-        key = fingerprint(self._config, folder, st.st_size, st.st_mtime_ns)
-        redo = folder.on_success == "move"
-        return self._journal.is_settled(folder.name, relative_key(folder, path), key, redo_done=redo)
-
-    def _reachable(self, name: str) -> bool:
-        """The folder's share is mounted (or its watcher has not started yet); any thread may ask."""
-        watcher = self._watchers.get(name)
-        return watcher is None or watcher.still_reachable()
-
-    def _active_folder(self, name: str) -> Folder | None:
-        watcher = self._watchers.get(name)
-        return watcher.folder if watcher is not None else None
 
     # --- the loop -----------------------------------------------------------------------------------
 
@@ -288,9 +258,9 @@ class Service:
         handled = 0
         while True:
             # Every item taken off the queue is handled before the bound is checked: none is dropped.
-            if isinstance(item, _Ready):
+            if isinstance(item, Ready):
                 if not outcomes_only:
-                    self._record_arrival(item)
+                    self._arrivals.record(item)
             else:
                 self._conclude(item)
             handled += 1
@@ -300,15 +270,6 @@ class Service:
                 item = self._inbox.get_nowait()
             except queue.Empty:
                 return
-
-    def _record_arrival(self, ready: _Ready) -> None:
-        folder = ready.folder
-        if self._active_folder(folder.name) != folder:
-            return  # a watcher that a reload has just replaced
-        key = fingerprint(self._config, folder, ready.size, ready.mtime_ns)
-        relative = relative_key(folder, ready.path)
-        if self._journal.offer(folder.name, relative, key, redo_done=folder.on_success == "move"):
-            log.info("queued", folder=folder.name, path=relative, size=ready.size)
 
     def _claimable_folders(self, now: float) -> list[str]:
         """Folders work may be claimed from: reachable (input, and the output, error, review and
@@ -344,7 +305,7 @@ class Service:
                 # A crash left it running: run it alone, so a second crash is pinned on the right file.
                 self._journal.unclaim(entry.id)
                 return
-            if self._in_pipeline(folder, entry.path):
+            if self._claims.in_pipeline(folder, entry.path):
                 # An older version of this file is still in the pipeline; its output must not land
                 # after this one's. Try again once it is out.
                 self._journal.retry_later(
@@ -355,9 +316,9 @@ class Service:
                     count_attempt=False,
                 )
                 continue
-            if not self._still_the_claimed_version(folder, entry):
+            if not self._claims.still_the_claimed_version(folder, entry):
                 continue
-            if self._refuse_if_output_taken(folder, entry):
+            if self._claims.refuse_if_output_taken(folder, entry):
                 continue
             job = Job(
                 folder.input / entry.path,
@@ -396,62 +357,6 @@ class Service:
                 log.warning("suspect_alone", folder=folder.name, path=entry.path, crashes=entry.crashes)
                 return
 
-    def _refuse_if_output_taken(self, folder: Folder, entry: Entry) -> bool:
-        """Fail ``entry`` when an older file of the folder already owns its output path.
-
-        ``a.jpg`` and ``a.png`` both map to ``a.png``: the later one goes to the error folder
-        with a reason, rather than silently replacing the other's result.
-        """
-        rivals = self._journal.same_output_rivals(entry, output_key(folder, self._config))
-        if not rivals:
-            return False
-        destination = destination_for(folder, entry.path, self._config)
-        error = OutputCollision(
-            f"{entry.path} and {rivals[0].path} would both be written to {destination.name}; rename one"
-        )
-        job = Job(folder.input / entry.path, destination, folder.profile, entry.id)
-        self._outcomes.record(Running(folder, entry, time.monotonic()), Outcome(job, None, error, {}))
-        return True
-
-    def _in_pipeline(self, folder: Folder, path: str) -> bool:
-        """A version of ``path`` (maybe an older row) is still being processed."""
-        return any(r.folder.name == folder.name and r.entry.path == path for r in self._running.values())
-
-    def _still_the_claimed_version(self, folder: Folder, entry: Entry) -> bool:
-        source = folder.input / entry.path
-        try:
-            st = os.lstat(source)  # a link is judged as itself; the decode stage refuses it
-        except FileNotFoundError:
-            if not self._watchers[folder.name].still_reachable():
-                # Not gone: its share was unmounted a moment ago. Wait for it, forget nothing.
-                self._journal.retry_later(
-                    entry.id,
-                    "ShareUnavailable",
-                    "the folder's share is unavailable",
-                    time.time() + folder.poll_interval,
-                    count_attempt=False,
-                )
-                return False
-            self._journal.forget(entry.id)
-            log.info("vanished", folder=folder.name, path=entry.path)
-            return False
-        except OSError as exc:
-            self._journal.retry_later(
-                entry.id,
-                type(exc).__name__,
-                str(exc),
-                time.time() + folder.poll_interval,
-                count_attempt=False,
-            )
-            return False
-        if (st.st_size, st.st_mtime_ns) != (entry.fingerprint.size, entry.fingerprint.mtime_ns):
-            # Changed after it looked complete: let the watcher wait for it to settle again.
-            self._journal.forget(entry.id)
-            self._watchers[folder.name].hint(source)
-            log.info("changed_again", folder=folder.name, path=entry.path)
-            return False
-        return True
-
     # --- outcomes -----------------------------------------------------------------------------------
 
     def _conclude(self, outcome: Outcome) -> None:
@@ -479,7 +384,7 @@ class Service:
             new = load_config(self._config_path)
         except ConfigError as exc:
             log.error("reload_failed", problems=exc.problems, kept="previous config")
-            self._notifier.ready(self._status_text())
+            self._notifier.ready(self._reporter.status_text())
             return
         old = self._config
         needs_restart = [key for key in RESTART_KEYS if getattr(old, key) != getattr(new, key)]
@@ -496,39 +401,16 @@ class Service:
             if watcher is not None:
                 watcher.stop()
         for name in added:
-            self._start_watcher(new_folders[name])
+            self._arrivals.start_watcher(new_folders[name])
         log.info(
             "reload",
             added=[n for n in added if n not in old_folders],
             removed=[n for n in removed if n not in new_folders],
             changed=[n for n in added if n in old_folders],
         )
-        self._notifier.ready(self._status_text())
+        self._notifier.ready(self._reporter.status_text())
 
-    # --- reporting ----------------------------------------------------------------------------------
-
-    def _status_text(self) -> str:
-        in_flight = self.pipeline.in_flight() if self.pipeline else 0
-        reachable = [n for n, w in self._watchers.items() if w.available and folder_roots_available(w.folder)]
-        waiting = [n for n in self._watchers if n not in reachable]
-        full = self._outcomes.space.waiting()
-        text = f"{self._journal.backlog()} to do, {in_flight} in the pipeline, {len(self._watchers)} folders"
-        text += f" ({', '.join(waiting)} unreachable)" if waiting else ""
-        return text + (f" ({', '.join(full)} waiting for disk space)" if full else "")
-
-    def _publish_stage_timings(self) -> None:
-        """Log the per-stage timings and save them beside the journal, once new files went through."""
-        assert self.pipeline is not None
-        report = self.pipeline.stage_report()
-        files = sum(s.files for s in report.stages)
-        if files == self._stage_files:
-            return
-        self._stage_files = files
-        log.info("stages", **report.to_dict())
-        try:
-            save_report(report, report_path_for(self._journal.path))
-        except OSError as exc:  # a report for `status`; never a reason to stop processing
-            log.warning("stages_not_saved", error=str(exc))
+    # --- health -----------------------------------------------------------------------------------
 
     def healthy(self) -> bool:
         assert self.pipeline is not None
@@ -539,59 +421,6 @@ class Service:
         assert self.pipeline is not None
         now = time.monotonic()
         return self.pipeline.in_flight() > 0 or self._journal.has_due_work(self._claimable_folders(now))
-
-    def _details(self) -> dict[str, object]:
-        """What an ``unhealthy`` or ``stalled`` log line says about the daemon."""
-        return {
-            "folders": {n: w.healthy() for n, w in self._watchers.items()},
-            "pipeline": self.pipeline.healthy() if self.pipeline else False,
-            "in_flight": self.pipeline.in_flight() if self.pipeline else 0,
-            "backlog": self._journal.backlog(),
-        }
-
-    def _send_status(self, now: float) -> None:
-        """``STATUS=`` for systemd. Built only when someone listens: it counts the journal's backlog."""
-        text = self._status_text()
-        # Going idle or busy is told at once, so `systemctl status` never shows a stale "0 to do"
-        # while a burst runs; other changes at most every STATUS_EVERY_SECONDS.
-        idle_changed = text.startswith("0 to do") != self._last_status.startswith("0 to do")
-        if text != self._last_status and (idle_changed or now >= self._next_status):
-            self._next_status = now + STATUS_EVERY_SECONDS
-            self._notifier.status(text)
-            self._last_status = text
-
-    def _publish_snapshot(self) -> None:
-        assert self.pipeline is not None
-        self._snapshot = snapshot_of(self.pipeline, self._journal, self._watchers)
-
-    def _publish_metrics(self) -> None:
-        """Folder facts for /metrics, on the snapshot's cadence (scrapes read them, never the loop)."""
-        assert self.pipeline is not None
-        waiting = set(self._outcomes.space.waiting())
-        facts = {
-            n: FolderFacts(
-                up=w.healthy(),
-                reachable=w.available and folder_roots_available(w.folder),
-                waiting_for_space=n in waiting,
-                roots=root_kinds(w.folder),
-            )
-            for n, w in self._watchers.items()
-        }
-        self._metrics.publish(facts, self.pipeline.in_flight())
-
-    def _report(self) -> None:
-        now = time.monotonic()
-        if self._console is not None and now >= self._next_snapshot:
-            self._next_snapshot = now + STATUS_EVERY_SECONDS
-            self._publish_snapshot()
-            self._publish_metrics()
-        if self._notifier.enabled:
-            self._send_status(now)
-        if now >= self._next_stages:
-            self._next_stages = now + STAGES_EVERY_SECONDS
-            self._publish_stage_timings()
-        # No ping when unhealthy or stalled: systemd's watchdog restarts us (daemon/service/liveness.py).
-        self._liveness.tick(now, busy=self._busy, healthy=self.healthy, details=self._details)
 
 
 def run_daemon(config_path: Path | None) -> int:
