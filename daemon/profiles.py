@@ -95,6 +95,8 @@ class Profile(_Knobs):
     @classmethod
     def _budget_is_auto_or_a_count(cls, value: object) -> object:
         # One message for both forms (a plain int | Literal union reports two, neither naming both).
+        if isinstance(value, str) and value.strip().isdigit():  # the console's forms send text
+            value = int(value)
         if value == "auto" or (type(value) is int and 1 <= value <= MAX_DETAIL_BUDGET):
             return value
         raise ValueError(f"must be auto or a whole number from 1 to {MAX_DETAIL_BUDGET}")
