@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/detail_cost.py [--size 6000x4000] [--device cpu]
 
-Runs ``hotmatte process`` once per variant on the same JPEG (a ``_scenes.large_scene`` on
-the studio backdrop) and reports wall time, the process's CPU time (user + system: the fair
-figure on a shared machine) and the per-stage timings, including the ``detail`` stage.
+Variants: ``detail: none``, ``portrait`` itself (``detail_budget: auto``: the device decides)
+and ``detail_budget: 16`` (what ``auto`` gives on CUDA). Runs ``hotmatte process`` once per
+variant on the same JPEG (a ``_scenes.large_scene`` on the studio backdrop) and reports wall
+time, the process's CPU time (user + system: the fair figure on a shared machine), the load
+average around the runs, and the per-stage timings, including the ``detail`` stage.
 Results: ``bench/results/detail_cost.json``.
 """
 
@@ -25,13 +27,13 @@ from PIL import Image
 from quality import model_alpha
 
 from daemon.matting.engine import load_engine
-from daemon.refine.crops import choose_crops
+from daemon.refine.crops import choose_crops, resolve_budget
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 CONFIG = """profiles:
   portrait_flat: {extends: portrait, detail: none}
-  portrait_budget_8: {extends: portrait, detail_budget: 8}
+  portrait_budget_16: {extends: portrait, detail_budget: 16}
 """
 
 
@@ -53,12 +55,16 @@ def _run(source: Path, out: Path, config: Path, profile: str, device: str) -> di
     return {"profile": profile, **seconds, "stages": stages}
 
 
-def _crops(source: Path) -> list[int]:
-    """How many crops ``portrait`` runs on ``source`` with budgets 16 and 8 (one model run here)."""
-    engine = load_engine(None, "cpu", 1024)
+def _crops(source: Path, device: str) -> dict[str, int]:
+    """The crops ``portrait`` runs on ``source`` with ``auto`` on ``device`` and with 16 (one model run)."""
+    engine = load_engine(None, device, 1024)
     alpha = model_alpha(engine, source)
     width, height = Image.open(source).size
-    return [len(choose_crops(alpha, width, height, 1024, 2048, 0.5, budget)) for budget in (16, 8)]
+    budgets = {"auto": resolve_budget("auto", engine.device), "16": 16}
+    return {
+        f"budget {name} ({budget})": len(choose_crops(alpha, width, height, 1024, 2048, 0.5, budget))
+        for name, budget in budgets.items()
+    }
 
 
 def main() -> None:
@@ -72,9 +78,11 @@ def main() -> None:
         Image.fromarray(large_scene(0, "studio", (width, height)).composite()).save(source, quality=95)
         config = Path(tmp) / "config.yaml"
         config.write_text(CONFIG)
-        crops = _crops(source)
-        names = ("portrait_flat", "portrait", "portrait_budget_8")
+        crops = _crops(source, args.device)
+        names = ("portrait_flat", "portrait", "portrait_budget_16")
+        load_before = os.getloadavg()
         rows = [_run(source, Path(tmp) / name, config, name, args.device) for name in names]
+        load_after = os.getloadavg()
     flat = rows[0]
     keys = ("wall_s", "cpu_s")
     ratios = {
@@ -84,7 +92,9 @@ def main() -> None:
     result = {
         "size": args.size,
         "device": args.device,
-        "crops (budget 16, 8)": crops,
+        "crops": crops,
+        # The machine is shared: its load (1, 5, 15 min) says how far the wall times can be trusted.
+        "load average before, after": [[round(x, 2) for x in load_before], [round(x, 2) for x in load_after]],
         "runs": rows,
         "against detail none": ratios,
     }

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/quality.py [--synthetic N] [--no-real]     (make bench-quality)
     .venv/bin/python bench/quality.py --large [--size 4000x3000] [--quick]   (the crop pass)
+        [--backdrops studio,busy] [--profiles portrait]   (a part of it: prints, saves nothing)
 
 Scenes (:mod:`_scenes`): N synthetic subjects with exact α and foreground, and three real
 photos matted offline by closed-form matting, each placed on two other real backgrounds.
@@ -45,6 +46,7 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -181,9 +183,12 @@ def print_confidence(per_scene: dict[str, dict[str, dict[str, float]]]) -> None:
 LARGE_KEYS = ("MSE[band]", "MSE[subject edge]", "MSE[strands]", "MSE[veil]", "Grad", "IoU", "haze")
 
 
-def large_profiles(quick: bool) -> dict[str, Profile]:
-    """Every built-in profile (α only: no colour work, no crop) with detail none and crops."""
-    names = ("raw", "portrait") if quick else tuple(BUILTIN_PROFILES)
+def large_profiles(quick: bool, only: Sequence[str] = ()) -> dict[str, Profile]:
+    """Every built-in profile (α only: no colour work, no crop) with detail none and crops.
+
+    ``only``: just these profiles (no ``raw`` and no unguided variant unless named).
+    """
+    names = tuple(only) or (("raw", "portrait") if quick else tuple(BUILTIN_PROFILES))
     chosen: dict[str, Profile] = {}
     for name in names:
         base = BUILTIN_PROFILES[name].model_copy(
@@ -200,7 +205,7 @@ def large_profiles(quick: bool) -> dict[str, Profile]:
         chosen[f"{name}, none"] = base.model_copy(update={"detail": "none"})
         if name != "raw":  # raw stays the model's own output
             chosen[f"{name}, crops"] = base.model_copy(update={"detail": "crops"})
-        if name == "portrait":
+        if name == "portrait" and not only:
             unguided = {"detail": "crops", "refine": "none"}
             chosen["portrait, crops, no guided"] = base.model_copy(update=unguided)
     return chosen
@@ -224,12 +229,14 @@ def large_metrics(alpha: np.ndarray, scene: Scene) -> dict[str, float]:
     }
 
 
-def measure_large(engine: MattingEngine, scene: Scene, tmp: Path, quick: bool) -> dict[str, dict[str, float]]:
+def measure_large(
+    engine: MattingEngine, scene: Scene, tmp: Path, quick: bool, only: Sequence[str] = ()
+) -> dict[str, dict[str, float]]:
     source = tmp / f"{scene.name}.png"
     Image.fromarray(scene.composite()).save(source, compress_level=1)
     alpha = model_alpha(engine, source)
     rows = {}
-    for name, profile in large_profiles(quick).items():
+    for name, profile in large_profiles(quick, only).items():
         started = time.perf_counter()
         reader = open_image(source, max_megapixels=120)
         target = Destination.at(tmp / f"{scene.name}-out.png")
@@ -244,21 +251,30 @@ def measure_large(engine: MattingEngine, scene: Scene, tmp: Path, quick: bool) -
     return rows
 
 
-def large_main(size: tuple[int, int], quick: bool, seeds: int) -> None:
+def large_main(
+    size: tuple[int, int],
+    quick: bool,
+    seeds: int,
+    backdrops: Sequence[str] = LARGE_BACKDROPS,
+    only: Sequence[str] = (),
+) -> None:
+    """Run the large scenes; a run limited to some backdrops or profiles prints, but saves nothing
+    (bench/results/quality_large.json stays the full harness's)."""
+    full = tuple(backdrops) == LARGE_BACKDROPS and not only
     engine = load_engine(None, "auto", 1024)
     per_scene: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for backdrop in LARGE_BACKDROPS:
+        for backdrop in backdrops:
             for seed in range(seeds):
                 scene = large_scene(seed, backdrop, size)
-                per_scene[scene.name] = measure_large(engine, scene, Path(tmp), quick)
+                per_scene[scene.name] = measure_large(engine, scene, Path(tmp), quick, only)
                 del scene
-                # Saved after every scene: a run this slow (tens of minutes on 2 cores) keeps what it has.
-                RESULTS.mkdir(exist_ok=True)
-                partial = {"size": size, "per_scene": per_scene, "complete": False}
-                (RESULTS / "quality_large.json").write_text(json.dumps(partial, indent=1) + "\n")
+                if full:  # saved after every scene: a run this slow (tens of minutes) keeps what it has
+                    RESULTS.mkdir(exist_ok=True)
+                    partial = {"size": size, "per_scene": per_scene, "complete": False}
+                    (RESULTS / "quality_large.json").write_text(json.dumps(partial, indent=1) + "\n")
     summary: dict[str, Any] = {}
-    for backdrop in LARGE_BACKDROPS:
+    for backdrop in backdrops:
         names = [n for n in per_scene if n.startswith(f"{backdrop}-")]
         profiles = per_scene[names[0]]
         summary[backdrop] = {
@@ -267,6 +283,9 @@ def large_main(size: tuple[int, int], quick: bool, seeds: int) -> None:
         columns = (*LARGE_KEYS, "crops", "rejected", "seconds")
         title = f"{backdrop} backdrop, {size[0]}x{size[1]}, {len(names)} scene(s), model at 1024"
         print_table(title, summary[backdrop], columns)
+    if not full:
+        print(json.dumps({"size": size, "summary": summary}, indent=1))
+        return
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "quality_large.json").write_text(
         json.dumps({"size": size, "summary": summary, "per_scene": per_scene}, indent=1) + "\n"
@@ -281,10 +300,25 @@ def main() -> None:
     parser.add_argument("--size", default="4000x3000", help="--large scenes' size, WxH")
     parser.add_argument("--seeds", type=int, default=1, help="--large scenes per backdrop")
     parser.add_argument("--quick", action="store_true", help="--large: raw and portrait only")
+    parser.add_argument(
+        "--backdrops",
+        default=",".join(LARGE_BACKDROPS),
+        help="--large: comma-separated backdrops (a partial run saves no results)",
+    )
+    parser.add_argument(
+        "--profiles",
+        default="",
+        help="--large: comma-separated profiles only (a partial run saves nothing)",
+    )
     args = parser.parse_args()
     if args.large:
         width, height = map(int, args.size.split("x"))
-        large_main((width, height), args.quick, args.seeds)
+        backdrops = tuple(b for b in args.backdrops.split(",") if b)
+        only = tuple(p for p in args.profiles.split(",") if p)
+        unknown = (set(backdrops) - set(LARGE_BACKDROPS)) | (set(only) - set(BUILTIN_PROFILES))
+        if unknown:
+            parser.error(f"unknown backdrop or profile: {', '.join(sorted(unknown))}")
+        large_main((width, height), args.quick, args.seeds, backdrops, only)
         return
     engine = load_engine(None, "auto", 1024)
     with tempfile.TemporaryDirectory() as tmp:

@@ -37,6 +37,8 @@ ID_SIZES: dict[str, tuple[int, int]] = {"35x45mm": (413, 531), "2x2in": (600, 60
 ID_DPI = 300.0
 CANVAS = re.compile(r"^(none|square|[1-9][0-9]{0,5}x[1-9][0-9]{0,5})$")
 
+MAX_DETAIL_BUDGET = 256
+
 Length = Annotated[float, Field(ge=0, le=500)]
 
 
@@ -67,7 +69,8 @@ class Profile(_Knobs):
     detail: Literal["none", "crops"] = "none"
     detail_crop: Annotated[int, Field(ge=256, le=16384)] = 2048  # source px; larger when over budget
     detail_overlap: Annotated[float, Field(ge=0, le=0.75)] = 0.5
-    detail_budget: Annotated[int, Field(ge=1, le=256)] = 16  # most crops per image
+    #: Most crops per image; ``auto``: by the engine's device (daemon/refine/crops.py:resolve_budget).
+    detail_budget: int | Literal["auto"] = "auto"
     decontaminate: bool = False
     background: str = "transparent"
     output_format: OutputFormat = "png"
@@ -87,6 +90,16 @@ class Profile(_Knobs):
     @classmethod
     def _output_name_is_a_template(cls, value: str) -> str:
         return check_template(value)
+
+    @field_validator("detail_budget", mode="before")
+    @classmethod
+    def _budget_is_auto_or_a_count(cls, value: object) -> object:
+        # One message for both forms (a plain int | Literal union reports two, neither naming both).
+        if isinstance(value, str) and value.strip().isdigit():  # the console's forms send text
+            value = int(value)
+        if value == "auto" or (type(value) is int and 1 <= value <= MAX_DETAIL_BUDGET):
+            return value
+        raise ValueError(f"must be auto or a whole number from 1 to {MAX_DETAIL_BUDGET}")
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:

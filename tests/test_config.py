@@ -86,3 +86,12 @@ def test_cluster_settings_are_checked_and_named(tmp_path: Path) -> None:
         "c.yaml: cluster: stalled_after_seconds must be at least twice heartbeat_seconds,"
         " or a live node's files would be taken from it"
     ]
+
+
+def test_a_bad_detail_budget_is_named_and_auto_or_a_count_is_accepted(tmp_path: Path) -> None:
+    found = problems("profiles:\n  web: {extends: portrait, detail_budget: lots}\n", tmp_path)
+    expected = "c.yaml: profiles.web.detail_budget: must be auto or a whole number from 1 to 256 (got 'lots')"
+    assert found == [expected]
+    for value in ("auto", "6"):
+        config = parse_config(f"profiles:\n  web: {{extends: portrait, detail_budget: {value}}}\n", tmp_path)
+        assert config.profiles["web"].detail_budget == (value if value == "auto" else int(value))

@@ -324,6 +324,16 @@ def test_detail_knobs_are_validated_and_raw_has_no_crops() -> None:
         build_profile("t", {"extends": "portrait", "detail_overlap": 0.9})
 
 
+def test_detail_budget_is_auto_in_the_built_in_profiles_with_crops_and_explicit_counts_are_kept() -> None:
+    for name in ("portrait", "product", "id_photo", "complex_background"):
+        assert BUILTIN_PROFILES[name].detail_budget == "auto"
+    assert build_profile("t", {"extends": "portrait", "detail_budget": 8}).detail_budget == 8
+    assert build_profile("t", {"extends": "portrait", "detail_budget": "auto"}).detail_budget == "auto"
+    for bad in (0, 257, "many", 4.5, True):
+        with pytest.raises(ConfigError, match=r"profiles\.t\.detail_budget: .*must be auto or a whole"):
+            build_profile("t", {"extends": "portrait", "detail_budget": bad})
+
+
 def test_detail_crops_run_in_the_daemon_and_status_shows_their_stage(tmp_path: Path) -> None:
     source = _large_photo(tmp_path)
     folder = folder_settings(tmp_path, "hot", profile="portrait")

@@ -38,7 +38,7 @@ from daemon.io._types import ImageReader
 from daemon.io.writers import OutputFormat, open_writer
 from daemon.matting.engine import MattingEngine, choose_device
 from daemon.profiles import BUILTIN_PROFILES, ID_DPI, Profile
-from daemon.refine.crops import DetailMap, compute_detail
+from daemon.refine.crops import DetailMap, compute_detail, resolve_budget
 
 BAND_ROWS = 512
 FORMAT_BY_SUFFIX: dict[str, OutputFormat] = {
@@ -156,7 +156,7 @@ def _detail(
             alpha,
             crop=profile.detail_crop,
             overlap=profile.detail_overlap,
-            budget=profile.detail_budget,
+            budget=resolve_budget(profile.detail_budget, engine.device),
             model=engine.size,
         )
     except DeviceOutOfMemory as exc:

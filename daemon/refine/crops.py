@@ -32,12 +32,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
 
 from daemon.finish.bands import resize_block
 from daemon.io._types import ImageReader
+
+if TYPE_CHECKING:
+    import torch
 
 #: The global pass's uncertain band: where crops may add detail.
 BAND = (0.02, 0.98)
@@ -58,6 +62,15 @@ LOW_PASS_SIGMA = 0.5
 #: Agreement at the global grid's scale: |L(c − g)| ≤ AGREE gives the crop's detail in full,
 #: ≥ DISAGREE none of it (a linear ramp between).
 AGREE, DISAGREE = 0.1, 0.3
+#: ``detail_budget: auto`` on CUDA: the crops batch in fp16 there, so 16 cost little beside the rest.
+CUDA_DETAIL_BUDGET = 16
+#: ``detail_budget: auto`` on a CPU. Each crop is one more model run at the model's input size, so
+#: it costs about one first pass: 4.3-5.1 s a crop on the 2-core bench machine at 24 MP, against
+#: 13.1 s for the whole of ``portrait`` with ``detail: none`` (bench/results/detail_cost.json).
+#: The target is ≤ 3× ``detail: none`` in all, so the crop pass gets about 2× of it (~26 s): 5
+#: crops reach that with no margin, 4 leave room for the larger crops' reading. Fewer crops than
+#: the band needs are made larger (:func:`choose_crops`), so the edge still gets its detail.
+CPU_DETAIL_BUDGET = 4
 #: Rows read from the file at a time while collecting crops.
 READ_ROWS = 512
 
@@ -83,6 +96,13 @@ class CropStats:
     chosen: int
     rejected: int
     factor: int
+
+
+def resolve_budget(budget: int | Literal["auto"], device: torch.device) -> int:
+    """The most crops per image: ``budget`` as given, or for ``auto`` what ``device`` affords."""
+    if budget != "auto":
+        return budget
+    return CUDA_DETAIL_BUDGET if device.type == "cuda" else CPU_DETAIL_BUDGET
 
 
 def uncertain_band(alpha: np.ndarray) -> np.ndarray:

@@ -9,12 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from daemon.config import Config, Folder
 from daemon.finish.naming import DEFAULT_OUTPUT_NAME, output_relative
 from daemon.finish.outputs import Destination
 from daemon.journal.store import Fingerprint, profile_hash
+from daemon.matting.engine import choose_device
 from daemon.pipeline.stages import PIPELINE_VERSION
-from daemon.profiles import get_profile
+from daemon.profiles import Profile, get_profile
+from daemon.refine.crops import resolve_budget
 
 
 def output_format(folder: Folder, config: Config) -> str:
@@ -30,12 +34,27 @@ def output_template(folder: Folder, config: Config) -> str:
 def fingerprint(config: Config, folder: Folder, size: int, mtime_ns: int) -> Fingerprint:
     # Every knob of the profile: changing any of them must redo the folder's files. The output
     # name too: a changed template is a changed output, written again under its new name.
-    settings = get_profile(folder.profile, config.profiles).model_dump_json(exclude={"output_name"})
+    settings = _as_run(get_profile(folder.profile, config.profiles), config).model_dump_json(
+        exclude={"output_name"}
+    )
     digest = profile_hash(settings, output_format(folder, config), config.model_size)
     template = output_template(folder, config)
     if template != DEFAULT_OUTPUT_NAME:  # folded in only when set, so existing journals stay valid
         digest = profile_hash(digest, template)
     return Fingerprint(size, mtime_ns, digest, PIPELINE_VERSION)
+
+
+def _as_run(profile: Profile, config: Config) -> Profile:
+    """``profile`` with ``detail_budget: auto`` resolved for the engine's device, as the run will.
+
+    So the hash changes exactly where the output does: on CUDA ``auto`` is the 16 it replaced
+    (journals stay valid), on a CPU it is fewer, larger crops (its files are done again).
+    """
+    if profile.detail_budget != "auto":
+        return profile
+    # Not choose_device("cuda"): it raises without a GPU, and a fingerprint must not (the engine will).
+    device = choose_device("auto") if config.device == "auto" else torch.device(config.device)
+    return profile.model_copy(update={"detail_budget": resolve_budget("auto", device)})
 
 
 def relative_key(folder: Folder, path: Path) -> str:

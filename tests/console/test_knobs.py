@@ -42,6 +42,16 @@ def test_bad_values_come_back_as_readable_lines() -> None:
     assert any(line.startswith("erode: ") and "500" in line for line in caught.value.problems)
 
 
+def test_the_detail_budget_is_auto_or_a_count_typed_in_the_form() -> None:
+    form = _form(BUILTIN_PROFILES["portrait"])
+    assert form["detail_budget"] == "auto"
+    assert profile_from_form({**form, "detail_budget": "6"}, set()).detail_budget == 6
+    with pytest.raises(ConfigError) as caught:
+        profile_from_form({**form, "detail_budget": "some"}, set())
+    expected = "detail_budget: must be auto or a whole number from 1 to 256 (got 'some')"
+    assert caught.value.problems == [expected]
+
+
 def test_a_background_image_the_config_does_not_use_is_refused(tmp_path: Path) -> None:
     form = {**_form(BUILTIN_PROFILES["product"]), "background": "/etc/ssh/moduli.png"}
     with pytest.raises(ConfigError, match="a configured profile uses"):

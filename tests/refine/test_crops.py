@@ -10,15 +10,19 @@ from collections.abc import Iterator
 
 import cv2
 import numpy as np
+import torch
 
 from daemon.io._types import ImageInfo
 from daemon.refine.crops import (
+    CPU_DETAIL_BUDGET,
+    CUDA_DETAIL_BUDGET,
     SURE_SUBJECT,
     CropBox,
     DetailMap,
     choose_crops,
     fuse_crops,
     read_crops,
+    resolve_budget,
 )
 
 MODEL = 64
@@ -230,3 +234,32 @@ def test_a_crop_with_faint_haze_over_the_background_is_kept() -> None:
     hazy = [np.clip(c + 0.02, 0.0, 1.0) for c in _crops_of(truth, boxes)]
     detail = fuse_crops(alpha, boxes, hazy, width, height)
     assert detail is not None and detail.stats.rejected == 0
+
+
+def test_auto_budget_is_resolved_by_the_engines_device() -> None:
+    # A device object is all the resolution looks at: no GPU is needed to build a cuda one.
+    assert resolve_budget("auto", torch.device("cuda")) == CUDA_DETAIL_BUDGET == 16
+    assert resolve_budget("auto", torch.device("cuda", 1)) == CUDA_DETAIL_BUDGET
+    assert resolve_budget("auto", torch.device("cpu")) == CPU_DETAIL_BUDGET
+    assert CPU_DETAIL_BUDGET < CUDA_DETAIL_BUDGET
+
+
+def test_an_explicit_budget_is_honoured_on_every_device() -> None:
+    for device in (torch.device("cpu"), torch.device("cuda")):
+        assert resolve_budget(8, device) == 8
+        assert resolve_budget(1, device) == 1
+        assert resolve_budget(200, device) == 200
+
+
+def test_a_24_mp_portrait_on_cpu_gets_at_most_the_cpu_budget_of_larger_crops() -> None:
+    # The model's 1024² grid over a 6000×4000 photo: a head-and-shoulders outline, whose uncertain
+    # band asks for 13 crops of 2048 px (bench/results/detail_cost.json) when the budget allows.
+    width, height, grid = 6000, 4000, 1024
+    yy, xx = np.mgrid[0:grid, 0:grid].astype(np.float32)
+    head = np.hypot((xx - 512) / 260, (yy - 380) / 300) < 1
+    shoulders = (yy > 640) & (np.abs(xx - 512) < 420)
+    alpha = cv2.GaussianBlur((head | shoulders).astype(np.float32), (0, 0), 4.0)
+    cuda = choose_crops(alpha, width, height, grid, 2048, 0.5, resolve_budget("auto", torch.device("cuda")))
+    cpu = choose_crops(alpha, width, height, grid, 2048, 0.5, resolve_budget("auto", torch.device("cpu")))
+    assert len(cuda) > CPU_DETAIL_BUDGET and cuda[0].factor == 2
+    assert 0 < len(cpu) <= CPU_DETAIL_BUDGET and cpu[0].factor > 2  # fewer crops, each larger
