@@ -31,7 +31,7 @@ def pillow_reference(path: Path) -> np.ndarray:
         return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
 
 
-JPEG_KINDS = {
+JPEG_KINDS: dict[str, dict[str, int | bool]] = {
     "4:2:0": {"subsampling": 2},
     "4:2:2": {"subsampling": 1},
     "4:4:4": {"subsampling": 0},
