@@ -170,10 +170,13 @@ def save(result: dict[str, Any]) -> Path:
     shutil.copyfile(path, RESULTS / "throughput-latest.json")
     chart = path.with_suffix(".png")
     python = REMBG_VENV / "bin" / "python"
-    drawn = subprocess.run(
-        [str(python), str(REPO / "bench" / "_chart.py"), str(path), str(chart)], check=False
+    # The chart needs matplotlib from rembg's venv, which a stage-only run (--only) never makes.
+    drawn = (
+        subprocess.run([str(python), str(REPO / "bench" / "_chart.py"), str(path), str(chart)], check=False)
+        if python.exists()
+        else None
     )
-    if drawn.returncode == 0:
+    if drawn is not None and drawn.returncode == 0:
         shutil.copyfile(chart, RESULTS / "throughput-latest.png")
     else:
         print("the chart could not be drawn (bench/.venv-rembg has matplotlib)", file=sys.stderr)

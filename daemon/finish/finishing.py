@@ -207,9 +207,11 @@ def scale_alpha(alpha: np.ndarray, dtype: np.dtype[np.generic]) -> np.ndarray:
 
 def compose_raw_band(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Original colours with the model's alpha (an existing alpha channel is replaced)."""
-    # Filled in place: np.dstack of a scaled copy made two more band-sized temporaries.
-    out = np.empty((*rgb.shape[:2], 4), rgb.dtype)
-    out[..., :3] = rgb[..., :3]
+    # Interleaved by OpenCV in one SIMD pass: numpy's strided ``out[..., :3] = rgb`` took 16 ms
+    # a 512×4000 band, cvtColor 2 ms (80 of the 12 MP PNG path's 140 ms of compose). The alpha
+    # it fills in (the type's maximum) is overwritten below.
+    interleave = rgb.shape[2] == 3
+    out = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2RGBA) if interleave else rgb.copy()
     if rgb.dtype == np.uint8:
         # Scales, rounds half to even and saturates in one pass, as scale_alpha does (α ≥ 0).
         out[..., 3] = cv2.convertScaleAbs(alpha, alpha=255.0)

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from daemon.errors import CorruptInput, TooLarge, UnsupportedInput
 from daemon.io.detect import open_image
@@ -23,6 +23,55 @@ def test_truncated_jpeg_is_corrupt_not_grey(tmp_path: Path) -> None:
     reader = open_image(cut, max_megapixels=10)
     with pytest.raises(CorruptInput, match="truncated"):
         reader.read()
+
+
+def pillow_reference(path: Path) -> np.ndarray:
+    """What the reader gave before JPEGs were decoded through imagecodecs: Pillow, oriented."""
+    with Image.open(path) as image:
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+
+
+JPEG_KINDS: dict[str, dict[str, int | bool]] = {
+    "4:2:0": {"subsampling": 2},
+    "4:2:2": {"subsampling": 1},
+    "4:4:4": {"subsampling": 0},
+    "progressive": {"progressive": True},
+    "restart markers": {"restart_marker_blocks": 4},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(JPEG_KINDS))
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_jpeg_pixels_and_bands_are_bit_identical_to_pillows_decode(
+    tmp_path: Path, kind: str, orientation: int
+) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    # Odd sizes: partial MCUs on the right and bottom edges.
+    path = save_jpeg(tmp_path / "p.jpg", photo("chelsea")[:299, :451], exif=exif, **JPEG_KINDS[kind])
+    expected = pillow_reference(path)
+    reader = open_image(path, max_megapixels=10)
+    rows = [band for _, band in reader.bands(64)]
+    reader.close()
+    np.testing.assert_array_equal(np.concatenate(rows), expected)
+
+
+def test_gray_jpeg_comes_back_as_identical_rgb(tmp_path: Path) -> None:
+    path = save_jpeg(tmp_path / "g.jpg", photo("camera"))
+    pixels = open_image(path, max_megapixels=10).read()
+    assert pixels.shape == (512, 512, 3)
+    np.testing.assert_array_equal(pixels, pillow_reference(path))
+
+
+@pytest.mark.parametrize("kept", [0.5, 0.9])
+def test_a_jpeg_cut_before_its_end_marker_is_still_corrupt(tmp_path: Path, kept: float) -> None:
+    # libjpeg-turbo through imagecodecs fills a truncated stream with grey: such files must
+    # still go to Pillow, which refuses them.
+    whole = save_jpeg(tmp_path / "whole.jpg", photo("coffee"), progressive=True)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * kept)])
+    with pytest.raises(CorruptInput, match="truncated"):
+        open_image(cut, max_megapixels=10).read()
 
 
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])
