@@ -13,28 +13,11 @@ from typing import Any, Literal, cast
 
 from daemon.config import Cluster
 from daemon.journal.cluster_db import Connection, Database, Row
-from daemon.journal.store import STATES, Decision, DecisionRecord, Entry, Fingerprint, State
+from daemon.journal.store import STATES, Decision, DecisionRecord, Entry, Fingerprint, State, entry_from_row
 
 
 def entry_of(row: Row) -> Entry:
-    return Entry(
-        id=row["id"],
-        folder=row["folder"],
-        path=os.fsdecode(bytes(row["path"])),
-        fingerprint=Fingerprint(row["size"], row["mtime_ns"], row["profile_hash"], row["pipeline_version"]),
-        state=cast(State, row["state"]),
-        attempts=row["attempts"],
-        last_error=row["last_error"],
-        error_class=row["error_class"],
-        next_attempt=row["next_attempt"],
-        started_at=row["started_at"],
-        updated_at=row["updated_at"],
-        output=row["output"],
-        crashes=row["crashes"],
-        confidence=row["confidence"],
-        review=bool(row["review"]),
-        profile=row.get("profile"),
-    )
+    return entry_from_row(row, os.fsdecode(bytes(row["path"])), row.get("profile"))
 
 
 def escaped_like_path(text: str) -> str:

@@ -40,11 +40,11 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from daemon.errors import JournalUnusable, RejectedByOperator
 from daemon.journal.faults import DiskFullWait, check_integrity, is_disk_full, translate
@@ -158,11 +158,13 @@ def _unchanged(entry: Entry, fingerprint: Fingerprint, redo_done: bool) -> bool:
     return entry.fingerprint == fingerprint and not (redo_done and entry.state == "done")
 
 
-def _entry(row: sqlite3.Row) -> Entry:
+def entry_from_row(row: Mapping[str, Any], path: str, profile: str | None) -> Entry:
+    """An :class:`Entry` from a ``files`` row of either backend (they share the columns); the
+    caller decodes ``path`` (stored differently by each) and says whether ``profile`` exists."""
     return Entry(
         id=row["id"],
         folder=row["folder"],
-        path=from_column(row["path"]),
+        path=path,
         fingerprint=Fingerprint(row["size"], row["mtime_ns"], row["profile_hash"], row["pipeline_version"]),
         state=cast(State, row["state"]),
         attempts=row["attempts"],
@@ -175,9 +177,14 @@ def _entry(row: sqlite3.Row) -> Entry:
         crashes=row["crashes"],
         confidence=row["confidence"],
         review=bool(row["review"]),
-        # A read-only journal of an older release may lack the column.
-        profile=row["profile"] if "profile" in row.keys() else None,  # noqa: SIM118 (`in row` tests values)
+        profile=profile,
     )
+
+
+def _entry(row: sqlite3.Row) -> Entry:
+    # A read-only journal of an older release may lack the profile column.
+    profile = row["profile"] if "profile" in row.keys() else None  # noqa: SIM118 (`in row` tests values)
+    return entry_from_row(cast("Mapping[str, Any]", row), from_column(row["path"]), profile)
 
 
 class Journal:
