@@ -192,14 +192,19 @@ def has_due(db: Database, conn: Connection, folders: list[str]) -> bool:
     return row is not None
 
 
+def _locked_while_doing(db: Database, conn: Connection, job_id: int) -> bool:
+    """Lock the job's row and say whether it is still ``doing`` (only then may it finish or retry)."""
+    doing = db.execute(
+        conn, "SELECT id FROM procrastinate_jobs WHERE id = %s AND status = 'doing' FOR UPDATE", (job_id,)
+    ).fetchone()
+    return doing is not None
+
+
 def finish(db: Database, conn: Connection, job_id: int | None, status: str) -> None:
     """``doing`` → ``succeeded``/``failed``; a job no longer ``doing`` is left as it is."""
     if job_id is None:
         return
-    doing = db.execute(
-        conn, "SELECT id FROM procrastinate_jobs WHERE id = %s AND status = 'doing' FOR UPDATE", (job_id,)
-    ).fetchone()
-    if doing is not None:
+    if _locked_while_doing(db, conn, job_id):
         db.execute(
             conn,
             procrastinate_sql.queries["finish_job"],
@@ -224,10 +229,7 @@ def retry(db: Database, conn: Connection, job_id: int | None, at: float | None =
     if job_id is None:
         return
     when = datetime.datetime.fromtimestamp(at, datetime.UTC) if at else datetime.datetime.now(datetime.UTC)
-    doing = db.execute(
-        conn, "SELECT id FROM procrastinate_jobs WHERE id = %s AND status = 'doing' FOR UPDATE", (job_id,)
-    ).fetchone()
-    if doing is not None:
+    if _locked_while_doing(db, conn, job_id):
         db.execute(
             conn,
             procrastinate_sql.queries["retry_job"],
