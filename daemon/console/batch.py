@@ -29,14 +29,12 @@ from starlette.templating import Jinja2Templates
 from daemon.config import Config
 from daemon.console import uploads
 from daemon.console.context import ConsoleContext
-from daemon.console.preview import SUFFIX_BY_FORMAT, EngineSource
+from daemon.console.preview import SUFFIX_BY_FORMAT, EngineSource, model_pass, open_checked
 from daemon.console.tryout import all_profiles, default_profile, error_response, readable
 from daemon.finish.cutout import cut_out
 from daemon.finish.outputs import Destination
-from daemon.io.detect import open_image
-from daemon.matting.engine import MattingEngine, prepare
+from daemon.matting.engine import MattingEngine
 from daemon.pipeline.batch import describe_error
-from daemon.pipeline.stages import proxy_side
 from daemon.profiles import Profile
 
 log = structlog.get_logger("hotmatte")
@@ -103,15 +101,9 @@ def _one(
     source: Path, label: str, target: Path, profile: Profile, engine: MattingEngine, config: Config
 ) -> None:
     """What the pipeline's stages do to one file: header check before decoding, model, finish."""
-    reader = open_image(
-        source,
-        max_megapixels=config.max_megapixels,
-        psd_layer_budget_megapixels=config.psd_layer_budget_megapixels,
-        name=label,
-    )
+    reader = open_checked(source, label, config)
     try:
-        proxy = reader.proxy(proxy_side(*reader.info.oriented_size, engine.size))
-        alpha = engine.predict([prepare(proxy, engine.size)])[0]
+        proxy, alpha = model_pass(reader, engine)
         cut_out(
             reader, alpha, Destination.at(target), profile, device=engine.device, proxy=proxy, engine=engine
         )

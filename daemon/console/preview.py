@@ -25,7 +25,7 @@ import torch
 from daemon.config import Config
 from daemon.finish.cutout import CutoutResult, cut_out
 from daemon.finish.outputs import Destination
-from daemon.io._types import ImageInfo
+from daemon.io._types import ImageInfo, ImageReader
 from daemon.io.detect import open_image
 from daemon.io.raster import shrink_to
 from daemon.matting.engine import MattingEngine, load_engine, prepare
@@ -101,18 +101,28 @@ class Analysed:
         )
 
 
-def analyse(source: Path, name: str, folder: Path, engine: MattingEngine, config: Config) -> Analysed:
-    """Run the model once on ``source`` (header checked before decoding) and cache what previews need."""
-    reader = open_image(
+def open_checked(source: Path, name: str, config: Config) -> ImageReader:
+    """Open an upload as the pipeline does: size limits checked on the header, before decoding."""
+    return open_image(
         source,
         max_megapixels=config.max_megapixels,
         psd_layer_budget_megapixels=config.psd_layer_budget_megapixels,
         name=name,
     )
+
+
+def model_pass(reader: ImageReader, engine: MattingEngine) -> tuple[np.ndarray, np.ndarray]:
+    """(proxy, model alpha) of ``reader``, as the pipeline's decode and model stages make them."""
+    proxy = reader.proxy(proxy_side(*reader.info.oriented_size, engine.size))
+    return proxy, engine.predict([prepare(proxy, engine.size)])[0]
+
+
+def analyse(source: Path, name: str, folder: Path, engine: MattingEngine, config: Config) -> Analysed:
+    """Run the model once on ``source`` (header checked before decoding) and cache what previews need."""
+    reader = open_checked(source, name, config)
     try:
         size = reader.info.oriented_size
-        proxy = reader.proxy(proxy_side(*size, engine.size))  # as the pipeline's decode stage does
-        alpha = engine.predict([prepare(proxy, engine.size)])[0]
+        proxy, alpha = model_pass(reader, engine)
         small = (
             shrink_to(proxy, PREVIEW_SIDE)
             if max(proxy.shape[:2]) >= PREVIEW_SIDE
@@ -183,12 +193,7 @@ def render_full(
     source: Path, image: Analysed, profile: Profile, engine: MattingEngine, config: Config
 ) -> CutoutResult:
     """The full-resolution result of ``source``, exactly as the daemon would write it (crop pass too)."""
-    reader = open_image(
-        source,
-        max_megapixels=config.max_megapixels,
-        psd_layer_budget_megapixels=config.psd_layer_budget_megapixels,
-        name=image.name,
-    )
+    reader = open_checked(source, image.name, config)
     try:
         stem = Path(image.name).stem or "result"
         # Its own sub-folder: an upload called preview-….png must not shadow a preview, or vice versa.
