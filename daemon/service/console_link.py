@@ -14,11 +14,9 @@ from prometheus_client import CollectorRegistry
 from daemon.config import Config
 from daemon.console import ConsoleContext, ConsoleServer
 from daemon.console.journal_link import DATABASE_PATIENCE_SECONDS
-from daemon.finish.roots import folder_roots_available
 from daemon.journal.backend import JournalBackend
 from daemon.journal.opening import open_reader
 from daemon.pipeline.stages import Pipeline
-from daemon.watch.watcher import FolderWatcher
 
 
 def start_console(
@@ -46,13 +44,13 @@ def start_console(
 
 
 def snapshot_of(
-    pipeline: Pipeline, journal: JournalBackend, watchers: Mapping[str, FolderWatcher]
+    pipeline: Pipeline, journal: JournalBackend, reachable: Mapping[str, bool]
 ) -> dict[str, object]:
     """The loop's facts the console shows, as plain data (a new dict each time, never mutated)."""
     return {
         "in_flight": pipeline.in_flight(),
         "backlog": journal.backlog(),
-        "folders": {n: w.available and folder_roots_available(w.folder) for n, w in watchers.items()},
+        "folders": dict(reachable),
         "device": str(pipeline.engine.device),
         "model_size": pipeline.engine.size,
         "stages": pipeline.stage_report().to_dict(),

@@ -119,12 +119,12 @@ class Reporter:
             self._notifier.status(text)
             self._last_status = text
 
-    def _publish_snapshot(self) -> None:
+    def _publish_snapshot(self, reachable: Mapping[str, bool]) -> None:
         pipeline = self._pipeline()
         assert pipeline is not None
-        self.snapshot = snapshot_of(pipeline, self._journal, self._watchers)
+        self.snapshot = snapshot_of(pipeline, self._journal, reachable)
 
-    def _publish_metrics(self) -> None:
+    def _publish_metrics(self, reachable: Mapping[str, bool]) -> None:
         """Folder facts for /metrics, on the snapshot's cadence (scrapes read them, never the loop)."""
         pipeline = self._pipeline()
         assert pipeline is not None
@@ -132,7 +132,7 @@ class Reporter:
         facts = {
             n: FolderFacts(
                 up=w.healthy(),
-                reachable=w.available and folder_roots_available(w.folder),
+                reachable=reachable[n],
                 waiting_for_space=n in waiting,
                 roots=root_kinds(w.folder),
             )
@@ -144,8 +144,12 @@ class Reporter:
         now = time.monotonic()
         if self._console_on() and now >= self._next_snapshot:
             self._next_snapshot = now + STATUS_EVERY_SECONDS
-            self._publish_snapshot()
-            self._publish_metrics()
+            # Probed once for both: a root on a share costs a stat over the network.
+            reachable = {
+                n: w.available and folder_roots_available(w.folder) for n, w in self._watchers.items()
+            }
+            self._publish_snapshot(reachable)
+            self._publish_metrics(reachable)
         if self._notifier.enabled:
             self._send_status(now)
         if now >= self._next_stages:
