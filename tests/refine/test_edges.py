@@ -61,3 +61,19 @@ def test_column_blocks_equal_one_piece() -> None:
     one_piece = _refine(image, alpha, EdgeRefiner(gf, block_columns=4096))
     for block in (MAX_STEP * 8, MAX_STEP * 3):
         np.testing.assert_array_equal(_refine(image, alpha, EdgeRefiner(gf, block_columns=block)), one_piece)
+
+
+def test_filtering_only_the_rows_around_unsure_pixels_equals_filtering_the_whole_image() -> None:
+    image, _ = _edge_scene()
+    # A small subject: its edge crosses each column block in a few rows, far from the window's ends.
+    disc = np.zeros((360, 480), np.float32)
+    cv2.circle(disc, (250, 170), 60, 1.0, -1)
+    alpha = _model_like_alpha(disc)
+    for gf in (GuidedFilter(radius=8, eps=1e-4), GuidedFilter(radius=3, eps=1e-2)):
+        refiner = EdgeRefiner(gf, block_columns=MAX_STEP * 8)
+        steep = np.clip((alpha - 0.5) * 1.5 + 0.5, 0.0, 1.0)
+        unsure = ((alpha > 0.1) & (alpha < 0.9)).astype(np.uint8)
+        size = 2 * refiner.band_radius + 1
+        band = cv2.dilate(unsure, np.ones((size, size), np.uint8)) > 0
+        whole = np.where(band, _refine(image, steep, gf), (alpha >= 0.5).astype(np.float32))
+        np.testing.assert_array_equal(_refine(image, alpha, refiner), whole)
