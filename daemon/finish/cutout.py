@@ -21,7 +21,7 @@ import structlog
 import torch
 
 from daemon.errors import DeviceOutOfMemory
-from daemon.finish import masks
+from daemon.finish import direct, masks
 from daemon.finish.bands import resize_rows, windows
 from daemon.finish.confidence import confidence
 from daemon.finish.finishing import (
@@ -234,6 +234,19 @@ def _output_bands(reader: ImageReader, plan: Plan) -> Iterator[np.ndarray]:
         del rows
 
 
+def _finished_bands(reader: ImageReader, plan: Plan, bits: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The output's rows as (samples for the writer, α in [0, 1]), top to bottom."""
+    if direct.applies(plan, output_bit_depth(reader.info.bit_depth), bits):
+        yield from direct.direct_bands(reader, plan, bits)
+        return
+    y = 0
+    for band in _output_bands(reader, plan):
+        pixels, alpha = compose_output(band, plan, y, bits)
+        y += band.shape[0]
+        del band  # not held while the next band is computed
+        yield pixels, alpha
+
+
 def _render(reader: ImageReader, plan: Plan, fmt: OutputFormat, tmp: Path, mask_tmp: Path | None) -> None:
     info = reader.info
     g = plan.geometry
@@ -259,11 +272,7 @@ def _render(reader: ImageReader, plan: Plan, fmt: OutputFormat, tmp: Path, mask_
         else None
     )
     try:
-        y = 0
-        for band in _output_bands(reader, plan):
-            pixels, alpha = compose_output(band, plan, y, bits)
-            y += band.shape[0]
-            del band  # not held while the next band is computed
+        for pixels, alpha in _finished_bands(reader, plan, bits):
             writer.write_band(pixels)
             if mask_writer is not None:
                 mask_writer.write_band(
