@@ -77,3 +77,33 @@ def test_filtering_only_the_rows_around_unsure_pixels_equals_filtering_the_whole
         band = cv2.dilate(unsure, np.ones((size, size), np.uint8)) > 0
         whole = np.where(band, _refine(image, steep, gf), (alpha >= 0.5).astype(np.float32))
         np.testing.assert_array_equal(_refine(image, alpha, refiner), whole)
+
+
+def test_alpha_exactly_at_the_thresholds_is_snapped_and_called_unsure_as_torch_compares_it() -> None:
+    image, _ = _edge_scene()
+    edges_ = [0.5, 0.1, 0.9, 1.0 - 0.1]
+    values = np.array(
+        [
+            v
+            for e in edges_
+            for v in (e, *np.nextafter(np.array([e, e], np.float32), np.array([0, 1], np.float32)))
+        ],
+        np.float32,
+    )
+    # Each value alone, so the band around one never covers another, on the side where being
+    # called unsure shows: low values within opaque α, high ones within clear α.
+    alpha = np.zeros((360, 480), np.float32)
+    alpha[:180] = 1.0
+    for i, value in enumerate(values):
+        alpha[40 + (180 if value > 0.5 else 0), 30 + 35 * i] = value
+    refiner = EdgeRefiner(GuidedFilter(radius=3, eps=1e-2))
+    a = torch.from_numpy(alpha)
+    snapped = (a >= 0.5).to(torch.float32)
+    band = cv2.dilate(
+        ((a > 0.1) & (a < 1.0 - 0.1)).numpy().astype(np.uint8),
+        np.ones((2 * refiner.band_radius + 1,) * 2, np.uint8),
+    )
+    steep = torch.clamp((a - 0.5) * 1.5 + 0.5, 0.0, 1.0)
+    guide = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+    expected = torch.where(torch.from_numpy(band > 0), refiner.guided(guide, steep), snapped)
+    np.testing.assert_array_equal(_refine(image, alpha, refiner), expected.numpy())
