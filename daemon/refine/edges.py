@@ -131,11 +131,12 @@ class _UnsureBoxes:
     def box(self, left: int, right: int) -> tuple[tuple[int, int], tuple[int, int]] | None:
         if self._mask is not None:
             part = self._mask[:, left:right]
-            # OpenCV's row and column maxima: torch's any(dim) on a column slice took 10x as long.
-            rows = np.flatnonzero(cv2.reduce(part, 1, cv2.REDUCE_MAX))
+            # numpy's row and column maxima of uint8: torch's any(dim) on a column slice took 10x
+            # as long, OpenCV's reduce along rows 70x.
+            rows = np.flatnonzero(part.max(axis=1))
             if not len(rows):
                 return None
-            columns = np.flatnonzero(cv2.reduce(part, 0, cv2.REDUCE_MAX)) + left
+            columns = np.flatnonzero(part.max(axis=0)) + left
         else:
             near = self._unsure[:, left:right]
             rows = torch.nonzero(near.any(dim=1)).flatten().numpy(force=True)
