@@ -36,6 +36,8 @@ from daemon.io._types import OutputSpec
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IDAT_MAX = 1 << 24
 PIECE_BYTES = 8 << 20
+#: Pieces compressing or waiting for the pool's two threads while the next one is filtered.
+MAX_PENDING = 2
 FILTERS = {"none": 0, "sub": 1, "up": 2, "paeth": 4}
 COLOUR_TYPE = {3: 2, 4: 6}  # RGB, RGBA
 METERS_PER_INCH = 0.0254
@@ -74,10 +76,12 @@ def _filter_into(out: np.ndarray, raw: np.ndarray, previous: np.ndarray, bpp: in
     if method == 0:
         body[...] = raw
         return
-    above = np.concatenate([previous[None, :], raw[:-1]], axis=0)
     if method == 2:
-        np.subtract(raw, above, out=body)
+        # Each row minus the one above, the first minus ``previous``: no shifted copy of the piece.
+        np.subtract(raw[:1], previous[None, :], out=body[:1])
+        np.subtract(raw[1:], raw[:-1], out=body[1:])
         return
+    above = np.concatenate([previous[None, :], raw[:-1]], axis=0)
     left = np.zeros_like(raw)
     left[:, bpp:] = raw[:, :-bpp]
     if method == 1:
@@ -112,6 +116,8 @@ class PngStream:
         self._adler = zlib.adler32(b"")
         self._pool = ThreadPoolExecutor(max_workers=2)
         self._pending: deque[Future[tuple[bytes, bytes]]] = deque()
+        self._ring: list[np.ndarray | None] = [None] * (MAX_PENDING + 1)
+        self._turn = 0
         header = struct.pack(">IIBBBBB", width, height, bit_depth, COLOUR_TYPE[channels], 0, 0, 0)
         fh.write(PNG_SIGNATURE + _chunk(b"IHDR", header))
         if icc:
@@ -130,13 +136,22 @@ class PngStream:
             chunk = pixels[r0 : r0 + step]
             big_endian = chunk.astype(">u2") if chunk.dtype == np.uint16 else np.ascontiguousarray(chunk)
             raw = big_endian.view(np.uint8).reshape(chunk.shape[0], row_bytes)
-            filtered = np.empty((chunk.shape[0], row_bytes + 1), np.uint8)
+            filtered = self._filter_buffer(chunk.shape[0], row_bytes + 1)
             _filter_into(filtered, raw, self._previous, self._bpp, self._method)
             self._previous = raw[-1].copy()
             self._adler = isal_zlib.adler32(filtered.data, self._adler)
             self._pending.append(self._pool.submit(_compress_piece, filtered.data, self._level))
-            while len(self._pending) > 2:  # both pool threads busy, nothing more queued
+            while len(self._pending) > MAX_PENDING:  # both pool threads busy, nothing more queued
                 self._write_pieces(self._pending.popleft().result())
+
+    def _filter_buffer(self, rows: int, row_bytes: int) -> np.ndarray:
+        """The next of a ring of piece buffers: a fresh 8 MB one each time was 2,000 newly zeroed
+        pages. At most two pieces are pending when one is filled, so a ring of three is free."""
+        self._turn = (self._turn + 1) % len(self._ring)
+        buffer = self._ring[self._turn]
+        if buffer is None or buffer.shape[1] != row_bytes or buffer.shape[0] < rows:
+            buffer = self._ring[self._turn] = np.empty((rows, row_bytes), np.uint8)
+        return buffer[:rows]
 
     def finish(self) -> None:
         while self._pending:

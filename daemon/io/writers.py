@@ -70,7 +70,11 @@ EXIF_X_RESOLUTION, EXIF_Y_RESOLUTION, EXIF_RESOLUTION_UNIT, EXIF_INCH = 0x011A, 
 
 class BandWriter(Protocol):
     def write_band(self, pixels: np.ndarray) -> None:
-        """The next rows of the image, HxWxC in the writer's dtype."""
+        """The next rows of the image, HxWxC in the writer's dtype.
+
+        Every writer copies (or encodes) the rows before it returns: the caller may fill the
+        same array with the next band.
+        """
         ...
 
     def close(self) -> None:

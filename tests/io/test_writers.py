@@ -276,3 +276,15 @@ def test_output_size_check_needs_no_pixels() -> None:
     check_output_size("png", 100_000, 100_000)
     with pytest.raises(UnsupportedInput, match=r"WEBP cannot hold 20000x3000"):
         check_output_size("webp", 20_000, 3_000)
+
+
+@pytest.mark.parametrize("filter_name", ["none", "sub", "up", "paeth"])
+def test_png_of_many_pieces_round_trips_while_piece_buffers_are_reused(
+    tmp_path: Path, filter_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pieces of a few rows: each band is cut into many, so the ring of filter buffers turns over
+    # while earlier pieces are still being compressed, and the last piece of a band is shorter.
+    monkeypatch.setattr("daemon.io._png.PIECE_BYTES", 7 * WIDTH * 4)
+    pixels = _image(4, np.uint8)
+    path = _write("png", tmp_path / "pieces.png", pixels, png_filter=filter_name)
+    np.testing.assert_array_equal(_cv2_rgb(path), pixels)
