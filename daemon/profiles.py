@@ -75,6 +75,8 @@ class Profile(_Knobs):
     background: str = "transparent"
     output_format: OutputFormat = "png"
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 92
+    #: TIFF outputs: deflate (ZIP), lzw or none (daemon/io/writers.py).
+    tiff_compression: Literal["deflate", "lzw", "none"] = "deflate"
     save_mask: bool = False
     keep_largest_subject: bool = False
     fill_holes: bool = False
@@ -124,7 +126,7 @@ class Profile(_Knobs):
     @property
     def is_raw(self) -> bool:
         """True when nothing but the upsampled alpha is applied (the ``raw`` fast path)."""
-        delivery = {"name", "output_format", "output_name"}  # how it is saved, not what is cut
+        delivery = {"name", "output_format", "output_name", "tiff_compression"}  # saving, not cutting
         return self.model_dump(exclude=delivery) == Profile().model_dump(exclude=delivery)
 
 

@@ -118,7 +118,8 @@ def cut_out(
     review = review_below is not None and review_destination is not None and score < review_below
     target = review_destination if review and review_destination is not None else destination
     if profile.is_raw:
-        return CutoutResult(_write_raw(reader, alpha, target, band_rows), score, review)
+        written = _write_raw(reader, alpha, target, band_rows, profile.tiff_compression)
+        return CutoutResult(written, score, review)
     device = device or choose_device("auto")
     mask = _mask_destination(target) if profile.save_mask else None
     started = time.perf_counter()
@@ -186,7 +187,9 @@ def write_cutout(reader: ImageReader, alpha: np.ndarray, destination: Destinatio
     return cut_out(reader, alpha, destination).output
 
 
-def _write_raw(reader: ImageReader, alpha: np.ndarray, destination: Destination, band_rows: int) -> Path:
+def _write_raw(
+    reader: ImageReader, alpha: np.ndarray, destination: Destination, band_rows: int, tiff_compression: str
+) -> Path:
     info = reader.info
     width, height = info.oriented_size
     fmt = FORMAT_BY_SUFFIX[destination.suffix.lower()]
@@ -201,6 +204,7 @@ def _write_raw(reader: ImageReader, alpha: np.ndarray, destination: Destination,
             bit_depth=output_bit_depth(info.bit_depth),
             icc=info.icc,
             dpi=info.oriented_dpi,
+            tiff_compression=tiff_compression,
         )
         # One RGBA band, refilled for each band (the writers copy what they are given): a fresh one
         # each time was newly zeroed pages, 190 MB of them for a 24 MP RGBA16 file.
@@ -271,6 +275,7 @@ def _render(reader: ImageReader, plan: Plan, fmt: OutputFormat, tmp: Path, mask_
         icc=info.icc,
         dpi=dpi,
         jpeg_quality=quality,
+        tiff_compression=plan.profile.tiff_compression,
     )
     mask_writer = (
         open_writer("png", mask_tmp, width=w, height=h, channels=3, bit_depth=8, dpi=dpi)

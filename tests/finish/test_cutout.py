@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tifffile
 import torch
 from PIL import Image, ImageCms
 
@@ -48,6 +49,26 @@ def test_sixteen_bit_input_keeps_depth_and_icc(tmp_path: Path) -> None:
     assert written.dtype == np.uint16 and written.shape == (BAND_ROWS + 77, 300, 4)
     assert np.array_equal(cv2.cvtColor(written[..., :3], cv2.COLOR_BGR2RGB), rgb16)
     assert written[0, 0, 3] == 0 and written[-1, -1, 3] == 65535
+
+
+@pytest.mark.parametrize("profile_name", ["raw", "product"])
+def test_the_profiles_tiff_compression_is_what_the_tiff_output_gets(
+    tmp_path: Path, profile_name: str
+) -> None:
+    source = tmp_path / "coffee.png"
+    Image.fromarray(photo("coffee")).save(source)
+    alpha = cv2.resize((photo("coffee")[..., 0] > 100).astype(np.float32), (64, 64))
+    outputs = {}
+    for compression in ("none", "deflate"):
+        profile = BUILTIN_PROFILES[profile_name].model_copy(
+            update={"output_format": "tiff", "tiff_compression": compression}
+        )
+        destination = Destination.at(tmp_path / compression / "coffee.tif")
+        done = cutout.cut_out(open_image(source, max_megapixels=10), alpha, destination, profile)
+        with tifffile.TiffFile(done.output) as tif:
+            assert tif.pages.first.compression == {"none": 1, "deflate": 8}[compression]
+            outputs[compression] = tif.pages.first.asarray()
+    np.testing.assert_array_equal(outputs["none"], outputs["deflate"])  # only the bytes differ
 
 
 def test_icc_and_dpi_follow_the_input(tmp_path: Path) -> None:

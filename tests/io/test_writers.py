@@ -74,7 +74,7 @@ def _cv2_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB if pixels.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
 
 
-@pytest.mark.parametrize("compression", ["lzw", "deflate"])
+@pytest.mark.parametrize("compression", ["lzw", "deflate", "none"])
 @pytest.mark.parametrize("channels", [3, 4])
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_tiff_round_trip_exact(tmp_path: Path, compression: str, channels: int, dtype: type) -> None:
@@ -85,7 +85,8 @@ def test_tiff_round_trip_exact(tmp_path: Path, compression: str, channels: int, 
         page = tif.pages.first
         np.testing.assert_array_equal(page.asarray(), pixels)
         assert page.is_tiled and (page.tilelength, page.tilewidth) == (512, 512)
-        assert page.compression == {"lzw": 5, "deflate": 8}[compression]
+        assert page.compression == {"lzw": 5, "deflate": 8, "none": 1}[compression]
+        assert page.predictor == (1 if compression == "none" else 2)
         assert page.iccprofile == icc
         assert page.get_resolution() == pytest.approx((300, 200)) and page.resolutionunit == 2
         assert not tif.is_bigtiff
