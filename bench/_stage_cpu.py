@@ -43,7 +43,7 @@ from daemon.io.detect import open_image
 from daemon.io.writers import open_writer
 from daemon.matting.engine import prepare
 from daemon.pipeline.stages import proxy_side
-from daemon.profiles import get_profile
+from daemon.profiles import Profile, get_profile
 
 MODEL_SIZE = 1024
 BAND_ROWS = 512
@@ -86,8 +86,14 @@ def read(path: Path) -> None:
         reader.close()
 
 
-def finish(path: Path, out: Path, profile_name: str, proxy: np.ndarray | None) -> None:
-    profile = get_profile(profile_name, {})
+def profile_with(name: str, knobs: dict[str, Any]) -> Profile:
+    """The tree's profile ``name`` with those of ``knobs`` its Profile has (an older tree may lack some)."""
+    profile = get_profile(name, {})
+    known = {k: v for k, v in knobs.items() if k in type(profile).model_fields}
+    return profile.model_copy(update=known)
+
+
+def finish(path: Path, out: Path, profile: Profile, proxy: np.ndarray | None) -> None:
     reader = open_image(path, max_megapixels=1000)
     try:
         cut_out(
@@ -119,8 +125,12 @@ def load_output(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     return pixels, {"fmt": fmt, "channels": pixels.shape[2], "bit_depth": bits}
 
 
-def encode(pixels: np.ndarray, options: dict[str, Any], target: Path) -> None:
+def encode(pixels: np.ndarray, options: dict[str, Any], target: Path, profile: Profile) -> None:
     height, width = pixels.shape[:2]
+    # The profile's TIFF compression, where the tree has the knob (else its writer's default).
+    extra: dict[str, Any] = {}
+    if hasattr(profile, "tiff_compression"):
+        extra["tiff_compression"] = profile.tiff_compression
     writer = open_writer(
         options["fmt"],
         target,
@@ -128,6 +138,7 @@ def encode(pixels: np.ndarray, options: dict[str, Any], target: Path) -> None:
         height=height,
         channels=options["channels"],
         bit_depth=options["bit_depth"],
+        **extra,
     )
     for y0 in range(0, height, BAND_ROWS):
         writer.write_band(pixels[y0 : y0 + BAND_ROWS])
@@ -136,6 +147,7 @@ def encode(pixels: np.ndarray, options: dict[str, Any], target: Path) -> None:
 
 def measure_path(spec: dict[str, Any], work: Path, repeats: int) -> dict[str, Any]:
     files = [Path(f) for f in spec["files"]]
+    profile = profile_with(spec["profile"], spec.get("knobs", {}))
     suffix = {"png": ".png", "tiff": ".tif", "jpeg": ".jpg"}[spec["format"]]
     totals = {"decode": 0.0, "read": 0.0, "finish": 0.0, "encode": 0.0}
     sizes = []
@@ -144,11 +156,11 @@ def measure_path(spec: dict[str, Any], work: Path, repeats: int) -> dict[str, An
         proxy = decode(path)
         totals["decode"] += cpu(functools.partial(decode, path), repeats)
         totals["read"] += cpu(functools.partial(read, path), repeats)
-        totals["finish"] += cpu(functools.partial(finish, path, out, spec["profile"], proxy), repeats)
+        totals["finish"] += cpu(functools.partial(finish, path, out, profile, proxy), repeats)
         sizes.append(out.stat().st_size)
         pixels, options = load_output(out)
         again = work / f"again{suffix}"
-        totals["encode"] += cpu(functools.partial(encode, pixels, options, again), repeats)
+        totals["encode"] += cpu(functools.partial(encode, pixels, options, again, profile), repeats)
         again.unlink()
     per_image = {k: v / len(files) for k, v in totals.items()}
     per_image["compose"] = max(0.0, per_image["finish"] - per_image["read"] - per_image["encode"])

@@ -23,10 +23,19 @@ from PIL import Image
 WORKER = REPO / "bench" / "_stage_cpu.py"
 #: The cores of the GPU workstation the ceiling is quoted for.
 CORES = 16
-PATHS = (
-    ("12 MP JPEG → RGBA PNG (raw)", "jpeg12", "raw", "png"),
-    ("24 MP 16-bit TIFF → 16-bit TIFF (raw)", "tiff24", "raw", "tiff"),
-    ("24 MP JPEG → JPEG on white (product)", "jpeg24", "product", "jpeg"),
+#: (label, files, profile, format, profile knobs set where the tree's Profile has them).
+PATHS: tuple[tuple[str, str, str, str, dict[str, str]], ...] = (
+    ("12 MP JPEG → RGBA PNG (raw)", "jpeg12", "raw", "png", {}),
+    ("24 MP 16-bit TIFF → 16-bit TIFF (raw)", "tiff24", "raw", "tiff", {}),
+    ("24 MP JPEG → JPEG on white (product)", "jpeg24", "product", "jpeg", {}),
+    # The same TIFF path uncompressed; a tree without the knob writes its own default.
+    (
+        "24 MP 16-bit TIFF → TIFF, tiff_compression none",
+        "tiff24",
+        "raw",
+        "tiff",
+        {"tiff_compression": "none"},
+    ),
 )
 STAGES = ("decode", "read", "compose", "encode", "total")
 
@@ -36,8 +45,14 @@ def _measure(tree: Path, files: dict[str, list[Path]], work: Path, repeats: int)
         "repeats": repeats,
         "work": str(work),
         "paths": [
-            {"name": label, "files": [str(f) for f in files[key]], "profile": profile, "format": fmt}
-            for label, key, profile, fmt in PATHS
+            {
+                "name": label,
+                "files": [str(f) for f in files[key]],
+                "profile": profile,
+                "format": fmt,
+                "knobs": knobs,
+            }
+            for label, key, profile, fmt, knobs in PATHS
         ],
     }
     spec_path = work.with_suffix(".json")
