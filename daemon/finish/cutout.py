@@ -66,9 +66,14 @@ class CutoutResult:
     crops: tuple[int, int] = (0, 0)
 
 
-def upsample_alpha_band(alpha: np.ndarray, width: int, height: int, y0: int, y1: int) -> np.ndarray:
-    """Rows ``[y0, y1)`` of ``alpha`` bilinearly resized to ``width``×``height`` (seamless across bands)."""
-    return resize_rows(alpha, width, height, y0, y1)
+def upsample_alpha_band(
+    alpha: np.ndarray, width: int, height: int, y0: int, y1: int, work: np.ndarray | None = None
+) -> np.ndarray:
+    """Rows ``[y0, y1)`` of ``alpha`` bilinearly resized to ``width``×``height`` (seamless across bands).
+
+    ``work``: reused memory for the result (see :func:`~daemon.finish.bands.resize_rows`).
+    """
+    return resize_rows(alpha, width, height, y0, y1, work)
 
 
 def output_bit_depth(input_bit_depth: int) -> int:
@@ -209,12 +214,14 @@ def _write_raw(
         # One RGBA band, refilled for each band (the writers copy what they are given): a fresh one
         # each time was newly zeroed pages, 190 MB of them for a 24 MP RGBA16 file.
         rgba: np.ndarray | None = None
+        work: np.ndarray | None = None  # the same for the upsampled α rows
         try:
             for y0, band in reader.bands(band_rows):
                 y1 = y0 + band.shape[0]
                 if rgba is None or rgba.shape[0] < band.shape[0] or rgba.dtype != band.dtype:
                     rgba = np.empty((band.shape[0], width, 4), band.dtype)
-                alpha_rows = upsample_alpha_band(alpha, width, height, y0, y1)
+                    work = np.empty((band.shape[0], width), np.float32)
+                alpha_rows = upsample_alpha_band(alpha, width, height, y0, y1, work)
                 writer.write_band(compose_raw_band(band, alpha_rows, rgba[: band.shape[0]]))
         except BaseException:
             writer.abort()

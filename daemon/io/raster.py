@@ -20,7 +20,7 @@ from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 from daemon.errors import CorruptInput, UnsupportedInput
 from daemon.io._damage import damaged_bytes_are_input_errors
 from daemon.io._header import RasterHeader, check_size, read_raster_header
-from daemon.io._orient import normalise_orientation, orient
+from daemon.io._orient import normalise_orientation, oriented_copy
 from daemon.io._types import ColourSpace, ImageInfo
 
 # Our own size check (max_megapixels, and a bound per side) runs on our own parse of the
@@ -192,7 +192,7 @@ class RasterReader:
                 stored = self._decode_16bit_png() if self.info.bit_depth == 16 else self._decode_jpeg_turbo()
                 if stored is None:
                     stored = self._decode_pillow(self._image)
-                self._pixels = np.ascontiguousarray(orient(stored, self.info.orientation))
+                self._pixels = oriented_copy(stored, self.info.orientation)
             # Pillow's own decoded copy (4 bytes a pixel) would otherwise live beside ours until
             # close(), through the whole finish: at 250 MP that is a second gigabyte per file.
             self._image.close()
@@ -206,7 +206,7 @@ class RasterReader:
                 _open_pillow(self.path, self.name) as image,
             ):
                 image.draft("RGB", (max_side, max_side))
-                small = orient(self._decode_pillow(image), self.info.orientation)
+                small = oriented_copy(self._decode_pillow(image), self.info.orientation)
         else:
             small = self.read()
         with damaged_bytes_are_input_errors(self.name, self._what):

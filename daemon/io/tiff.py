@@ -35,7 +35,14 @@ from daemon.errors import CorruptInput, UnsupportedInput
 from daemon.io._colour import ColourConverter, SampleLayout, to_uint8
 from daemon.io._damage import REMEDY, damaged_bytes_are_input_errors
 from daemon.io._header import check_size
-from daemon.io._orient import TRANSPOSING, normalise_orientation, orient, oriented_shape, stored_window
+from daemon.io._orient import (
+    TRANSPOSING,
+    normalise_orientation,
+    orient,
+    oriented_copy,
+    oriented_shape,
+    stored_window,
+)
 from daemon.io._resample import area_resize
 from daemon.io._tiff_regions import JPEG_COMPRESSIONS, RegionReader
 from daemon.io._types import ColourSpace, ImageInfo
@@ -156,12 +163,12 @@ class TiffReader:
             if source is not self._regions:
                 source.close()
         rgb = to_uint8(self._converter.to_rgb(small, with_alpha=False))
-        return np.ascontiguousarray(orient(rgb, self._orientation))
+        return oriented_copy(rgb, self._orientation)
 
     def read(self) -> np.ndarray:
         with damaged_bytes_are_input_errors(self.name, "TIFF"):
             stored = self._regions.read(0, self.info.height, 0, self.info.width)
-            return np.ascontiguousarray(orient(self._converter.to_rgb(stored), self._orientation))
+            return oriented_copy(self._converter.to_rgb(stored), self._orientation)
 
     def bands(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
         """Bands of exactly ``rows`` oriented rows (the last one shorter), top to bottom."""
@@ -179,7 +186,7 @@ class TiffReader:
             y1 = min(height, y0 + rows)
             r0, r1, c0, c1 = stored_window(y0, y1, height, width, self._orientation)
             band = self._converter.to_rgb(self._regions.read(r0, r1, c0, c1))
-            yield y0, np.ascontiguousarray(orient(band, self._orientation))
+            yield y0, oriented_copy(band, self._orientation)
 
     def _bands_from_column_windows(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
         height, width = self.info.height, self.info.width
