@@ -151,7 +151,8 @@ class RasterReader:
         if image.mode == "CMYK":
             return np.asarray(self._cmyk_to_rgb(image))
         target = "RGBA" if self.info.has_alpha else "RGB"
-        return np.asarray(image.convert(target))
+        # convert() to the mode an image already has is a full copy for nothing.
+        return np.asarray(image if image.mode == target else image.convert(target))
 
     def _cmyk_to_rgb(self, image: Image.Image) -> Image.Image:
         icc = self.info.icc
