@@ -20,12 +20,22 @@ STAGE_COLOURS = {"decode": "#8fb8de", "model": "#3b6ea8", "finish": "#f2a65a"}
 CPU_STAGE_COLOURS = {"decode": "#8fb8de", "read": "#5b8fc7", "compose": "#f2a65a", "encode": "#c0504d"}
 
 
+def _short(path_name: str) -> str:
+    """A two-line tick label for a stage path ("24 MP 16-bit TIFF → TIFF, …" → "TIFF 24 MP\n…")."""
+    source, _, rest = path_name.partition(" → ")
+    size = " ".join(source.split()[:2])
+    kind = source.split()[-1]
+    # "TIFF, tiff_compression none" → "TIFF (none)"; "RGBA PNG (raw)" → "RGBA PNG".
+    detail = f"{rest.split(', ')[0]} ({rest.split()[-1]})" if ", " in rest else rest.split(" (")[0]
+    return f"{kind} {size}\n→ {detail}"
+
+
 def _stage_cpu(axis: Any, section: dict[str, Any]) -> None:
     """Stacked CPU seconds per image outside the model, before and after, per path."""
     labels: list[str] = []
     rows: list[dict[str, float]] = []
     for before, after in zip(section.get("before", section["after"]), section["after"], strict=True):
-        short = str(after["name"]).split(" (")[0].replace("→", "->")
+        short = _short(str(after["name"]))
         if "before" in section:
             labels.append(f"{short}\nbefore")
             rows.append(before["cpu_seconds_per_image"])
@@ -41,7 +51,7 @@ def _stage_cpu(axis: Any, section: dict[str, Any]) -> None:
     axis.set_ylabel("CPU s per image outside the model (model skipped)")
     axis.set_title(f"ceiling on {section['ceiling_cores']} cores = cores / total", fontsize=9)
     axis.legend(fontsize=7)
-    axis.tick_params(axis="x", labelsize=6)
+    axis.tick_params(axis="x", labelsize=7)
 
 
 def _bars(axis: Any, names: list[str], values: list[float], label: str, title: str) -> None:
@@ -60,7 +70,11 @@ def draw(result: dict[str, Any], target: Path) -> None:
     ratios = {k: v for k, v in result.get("ratios", {}).items() if "images/s" in k}
     section = result.get("stage_cpu")
     panels = 4 if section else 3
-    figure, axes = plt.subplots(1, panels, figsize=(5 * panels, 4.8))
+    # The stage panel holds two bars per path: it gets twice the width of the others.
+    widths = [1, 1, 1, 2] if section else [1, 1, 1]
+    figure, axes = plt.subplots(
+        1, panels, figsize=(5 * sum(widths), 5.2), gridspec_kw={"width_ratios": widths}
+    )
     rate, cpu, stages = axes[:3]
     if section:
         _stage_cpu(axes[3], section)
