@@ -33,7 +33,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 import tifffile
-from isal import isal_zlib
+from isal import igzip_lib
 from PIL import Image
 
 from daemon.errors import UnsupportedInput
@@ -49,6 +49,9 @@ TIFF_COMPRESSIONS: dict[str, str | None] = {"lzw": "lzw", "deflate": "adobe_defl
 #: level 1 (daemon/io/_png.py says why ISA-L). On a 24 MP RGBA16 cut-out that is 0.7 CPU s for
 #: 141 MB where tifffile's LZW took 2.7 s for 181 MB and its Deflate (zlib level 1) 1.9 s.
 TIFF_DEFLATE_LEVEL = 1
+#: Deflate windows (log2 bytes): zlib's full 32 KB, and the short one for noisy 16-bit tiles.
+FULL_HISTORY_BITS = 15
+NOISY_HISTORY_BITS = 8
 #: Tiles compressed at once (ISA-L releases the GIL), as tifffile's own maxworkers did.
 TIFF_WORKERS = 2
 #: Strip buffers a TIFF writer fills in turn (see TiffBandWriter.__init__).
@@ -308,6 +311,7 @@ def _tile_scratch(key: str, shape: tuple[int, int, int], dtype: np.dtype[np.gene
 def _deflate_tile(pixels: np.ndarray) -> bytes:
     """One TIFF tile: padded to TILE², horizontal predictor (Predictor = 2), zlib stream."""
     shape = (TILE, TILE, pixels.shape[2])
+    history = _history_bits(pixels)  # from the image's own samples, not the padding
     if pixels.shape[:2] != (TILE, TILE):  # right and bottom edges: tiles are always whole
         tile = _tile_scratch("edge", shape, pixels.dtype)
         tile.fill(0)
@@ -318,7 +322,27 @@ def _deflate_tile(pixels: np.ndarray) -> bytes:
     predicted = _tile_scratch("predicted", shape, pixels.dtype)
     predicted[:, 0] = pixels[:, 0]
     np.subtract(pixels[:, 1:], pixels[:, :-1], out=predicted[:, 1:])
-    return bytes(isal_zlib.compress(predicted.data, TIFF_DEFLATE_LEVEL))
+    stream = igzip_lib.compress(
+        predicted.data, level=TIFF_DEFLATE_LEVEL, flag=igzip_lib.COMP_ZLIB, hist_bits=history
+    )
+    return bytes(stream)
+
+
+def _history_bits(pixels: np.ndarray) -> int:
+    """The deflate window (log2 bytes) for a tile: short for 16-bit samples with noise in the low byte.
+
+    A camera's 16-bit samples leave the predictor residuals whose low bytes are noise: LZ77
+    finds nothing far back, and ISA-L's level 1 spends 15 % less CPU with a 256-byte window
+    than with 32 KB, for a 2 % *smaller* file (24 MP RGBA16: 0.20 against 0.235 CPU s per
+    8 MP, 0.720 against 0.733 of the raw size). 8-bit values stored as 16-bit (v·257, both
+    bytes equal) do repeat far back, and there the short window cost 18 % more CPU and 5 %
+    more bytes: such tiles, and 8-bit ones, keep the full window.
+    """
+    if pixels.dtype != np.uint16:
+        return FULL_HISTORY_BITS
+    sample = pixels[::37, ::5, :3]  # ~4,000 colour samples of the tile; α is mostly 0 or 65535
+    doubled = np.count_nonzero((sample & 0xFF) == (sample >> 8))
+    return FULL_HISTORY_BITS if doubled * 2 > sample.size else NOISY_HISTORY_BITS
 
 
 class PngBandWriter(_BandChecks):

@@ -289,3 +289,29 @@ def test_png_of_many_pieces_round_trips_while_piece_buffers_are_reused(
     pixels = _image(4, np.uint8)
     path = _write("png", tmp_path / "pieces.png", pixels, png_filter=filter_name)
     np.testing.assert_array_equal(_cv2_rgb(path), pixels)
+
+
+def _tile_windows(path: Path) -> set[int]:
+    """The deflate window (log2 bytes) of each tile's zlib stream, from its CMF byte."""
+    with tifffile.TiffFile(path) as tif, path.open("rb") as fh:
+        windows = set()
+        for offset in tif.pages.first.dataoffsets:
+            fh.seek(offset)
+            windows.add((fh.read(1)[0] >> 4) + 8)
+        return windows
+
+
+def test_noisy_sixteen_bit_tiles_deflate_with_a_short_window_and_eight_bit_values_with_the_full_one(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(4)
+    base = (_image(4, np.uint8).astype(np.uint16)) * 257  # 8-bit values stored as 16-bit
+    noisy = np.clip(base + rng.normal(0, 600, base.shape), 0, 65535).astype(np.uint16)
+    for name, pixels, window in (
+        ("doubled", base, 15),
+        ("noisy", noisy, 8),
+        ("eight", _image(4, np.uint8), 15),
+    ):
+        path = _write("tiff", tmp_path / f"{name}.tif", pixels, tiff_compression="deflate")
+        np.testing.assert_array_equal(tifffile.imread(path), pixels)
+        assert _tile_windows(path) == {window}, name
