@@ -23,6 +23,9 @@ from daemon.errors import ConfigError
 from daemon.finish.naming import DEFAULT_OUTPUT_NAME, check_template
 from daemon.io.writers import MAX_SIDE, OutputFormat
 
+#: TIFF outputs' compression when a profile does not say (journals hash the others only).
+TiffCompression = Literal["deflate", "lzw", "none"]
+TIFF_COMPRESSION_DEFAULT: TiffCompression = "deflate"
 REFERENCE_SIDE = 2048
 HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 #: Named backgrounds; the ID-photo presets studios are asked for most.
@@ -76,7 +79,7 @@ class Profile(_Knobs):
     output_format: OutputFormat = "png"
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 92
     #: TIFF outputs: deflate (ZIP), lzw or none (daemon/io/writers.py).
-    tiff_compression: Literal["deflate", "lzw", "none"] = "deflate"
+    tiff_compression: TiffCompression = TIFF_COMPRESSION_DEFAULT
     save_mask: bool = False
     keep_largest_subject: bool = False
     fill_holes: bool = False

@@ -17,7 +17,7 @@ from daemon.finish.outputs import Destination
 from daemon.journal.store import Fingerprint, profile_hash
 from daemon.matting.engine import choose_device
 from daemon.pipeline.stages import PIPELINE_VERSION
-from daemon.profiles import Profile, get_profile
+from daemon.profiles import TIFF_COMPRESSION_DEFAULT, Profile, get_profile
 from daemon.refine.crops import resolve_budget
 
 
@@ -34,13 +34,15 @@ def output_template(folder: Folder, config: Config) -> str:
 def fingerprint(config: Config, folder: Folder, size: int, mtime_ns: int) -> Fingerprint:
     # Every knob of the profile: changing any of them must redo the folder's files. The output
     # name too: a changed template is a changed output, written again under its new name.
-    settings = _as_run(get_profile(folder.profile, config.profiles), config).model_dump_json(
-        exclude={"output_name"}
-    )
-    digest = profile_hash(settings, output_format(folder, config), config.model_size)
+    profile = _as_run(get_profile(folder.profile, config.profiles), config)
+    settings = profile.model_dump_json(exclude={"output_name", "tiff_compression"})
+    fmt = output_format(folder, config)
+    digest = profile_hash(settings, fmt, config.model_size)
     template = output_template(folder, config)
     if template != DEFAULT_OUTPUT_NAME:  # folded in only when set, so existing journals stay valid
         digest = profile_hash(digest, template)
+    if fmt == "tiff" and profile.tiff_compression != TIFF_COMPRESSION_DEFAULT:  # the same rule
+        digest = profile_hash(digest, f"tiff_compression={profile.tiff_compression}")
     return Fingerprint(size, mtime_ns, digest, PIPELINE_VERSION)
 
 
