@@ -31,6 +31,7 @@ import numpy as np
 from isal import isal_zlib
 from zlib_ng import zlib_ng
 
+from daemon.io._ring import BufferRing
 from daemon.io._types import OutputSpec
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -116,8 +117,9 @@ class PngStream:
         self._adler = zlib.adler32(b"")
         self._pool = ThreadPoolExecutor(max_workers=2)
         self._pending: deque[Future[tuple[bytes, bytes]]] = deque()
-        self._ring: list[np.ndarray | None] = [None] * (MAX_PENDING + 1)
-        self._turn = 0
+        # Piece buffers: a fresh 8 MB one each time was 2,000 newly zeroed pages. At most
+        # MAX_PENDING pieces are pending when one is filled, so one more buffer is always free.
+        self._ring = BufferRing(MAX_PENDING + 1, np.uint8)
         header = struct.pack(">IIBBBBB", width, height, bit_depth, COLOUR_TYPE[channels], 0, 0, 0)
         fh.write(PNG_SIGNATURE + _chunk(b"IHDR", header))
         if icc:
@@ -136,22 +138,13 @@ class PngStream:
             chunk = pixels[r0 : r0 + step]
             big_endian = chunk.astype(">u2") if chunk.dtype == np.uint16 else np.ascontiguousarray(chunk)
             raw = big_endian.view(np.uint8).reshape(chunk.shape[0], row_bytes)
-            filtered = self._filter_buffer(chunk.shape[0], row_bytes + 1)
+            filtered = self._ring.next((chunk.shape[0], row_bytes + 1))
             _filter_into(filtered, raw, self._previous, self._bpp, self._method)
             self._previous = raw[-1].copy()
             self._adler = isal_zlib.adler32(filtered.data, self._adler)
             self._pending.append(self._pool.submit(_compress_piece, filtered.data, self._level))
             while len(self._pending) > MAX_PENDING:  # both pool threads busy, nothing more queued
                 self._write_pieces(self._pending.popleft().result())
-
-    def _filter_buffer(self, rows: int, row_bytes: int) -> np.ndarray:
-        """The next of a ring of piece buffers: a fresh 8 MB one each time was 2,000 newly zeroed
-        pages. At most two pieces are pending when one is filled, so a ring of three is free."""
-        self._turn = (self._turn + 1) % len(self._ring)
-        buffer = self._ring[self._turn]
-        if buffer is None or buffer.shape[1] != row_bytes or buffer.shape[0] < rows:
-            buffer = self._ring[self._turn] = np.empty((rows, row_bytes), np.uint8)
-        return buffer[:rows]
 
     def finish(self) -> None:
         while self._pending:

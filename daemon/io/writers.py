@@ -39,6 +39,7 @@ from PIL import Image
 from daemon.errors import UnsupportedInput
 from daemon.io._colour import to_uint8
 from daemon.io._png import FILTERS, PngStream
+from daemon.io._ring import BufferRing
 from daemon.io._types import OutputSpec
 
 OutputFormat = Literal["png", "tiff", "jpeg", "webp"]
@@ -189,9 +190,9 @@ class TiffBandWriter(_BandChecks):
         # queue holds one, the encoder tiles one, and a strip is refilled only after the put of
         # the one after it returned, by when the encoder has deflated all of its tiles.
         self._encode_here = compression == "deflate"
-        self._ring = [np.empty((TILE, width, channels), self.dtype) for _ in range(STRIP_RING)]
-        self._turn = 0
-        self._buffer = self._ring[0]
+        self._strip_shape = (TILE, width, channels)
+        self._ring = BufferRing(STRIP_RING, self.dtype)
+        self._buffer = self._next_strip()
         self._buffered = 0
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
@@ -260,9 +261,8 @@ class TiffBandWriter(_BandChecks):
         if not self._encode_here:
             # tifffile's own LZW batches tiles across strips and may still hold an earlier
             # strip's tiles when it asks for the next: those strips are never reused.
-            return np.empty_like(self._buffer)
-        self._turn = (self._turn + 1) % STRIP_RING
-        return self._ring[self._turn]
+            return np.empty(self._strip_shape, self.dtype)
+        return self._ring.next(self._strip_shape)
 
     def _send(self, strip: np.ndarray | None) -> None:
         while True:
