@@ -13,7 +13,16 @@ from typing import Any, Literal, cast
 
 from daemon.config import Cluster
 from daemon.journal.cluster_db import Connection, Database, Row
-from daemon.journal.store import STATES, Decision, DecisionRecord, Entry, Fingerprint, State, entry_from_row
+from daemon.journal.store import (
+    STATES,
+    Decision,
+    DecisionRecord,
+    Entry,
+    Fingerprint,
+    State,
+    browse_conditions,
+    entry_from_row,
+)
 
 
 def entry_of(row: Row) -> Entry:
@@ -172,16 +181,8 @@ class ClusterReads:
     ) -> tuple[list[Entry], int]:
         """As :meth:`daemon.journal.store.Journal.browse`; the search also finds names that are not
         UTF-8 (see :func:`escaped_like_path`). The count and the page are one snapshot."""
-        where: list[str] = ["TRUE"]
-        params: list[object] = []
-        if folder:
-            where.append("folder = %s")
-            params.append(folder)
-        if state == "review":
-            where.append("state = 'done' AND review = 1")
-        elif state:
-            where.append("state = %s")
-            params.append(state)
+        conditions, params = browse_conditions(folder, state, "%s")
+        where = ["TRUE", *conditions]
         if search:
             where.append("strpos(lower(encode(path, 'escape')), %s) > 0")
             params.append(escaped_like_path(search))

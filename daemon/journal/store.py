@@ -158,6 +158,27 @@ def _unchanged(entry: Entry, fingerprint: Fingerprint, redo_done: bool) -> bool:
     return entry.fingerprint == fingerprint and not (redo_done and entry.state == "done")
 
 
+def browse_conditions(
+    folder: str | None, state: State | Literal["review"] | None, placeholder: str
+) -> tuple[list[str], list[object]]:
+    """The WHERE conditions and parameters of a Files or Review page, the same in both backends.
+
+    ``placeholder`` is the backend's parameter mark (``?`` or ``%s``); each backend adds its own
+    path search. "review" is the done rows whose result waits in review_dir.
+    """
+    conditions: list[str] = []
+    params: list[object] = []
+    if folder:
+        conditions.append(f"folder = {placeholder}")
+        params.append(folder)
+    if state == "review":
+        conditions.append("state = 'done' AND review = 1")
+    elif state:
+        conditions.append(f"state = {placeholder}")
+        params.append(state)
+    return conditions, params
+
+
 def entry_from_row(row: Mapping[str, Any], path: str, profile: str | None) -> Entry:
     """An :class:`Entry` from a ``files`` row of either backend (they share the columns); the
     caller decodes ``path`` (stored differently by each) and says whether ``profile`` exists."""
@@ -617,16 +638,8 @@ class Journal:
         ``state="review"`` is the done rows whose result waits in review_dir. ``search`` matches
         anywhere in the relative path, case-insensitively (names stored as BLOBs are not searched).
         """
-        where: list[str] = ["1"]
-        params: list[object] = []
-        if folder:
-            where.append("folder = ?")
-            params.append(folder)
-        if state == "review":
-            where.append("state = 'done' AND review = 1")
-        elif state:
-            where.append("state = ?")
-            params.append(state)
+        conditions, params = browse_conditions(folder, state, "?")
+        where = ["1", *conditions]
         if search:
             escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             where.append("path LIKE ? ESCAPE '\\'")
