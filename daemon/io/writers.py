@@ -52,7 +52,7 @@ TIFF_COMPRESSIONS: dict[str, str | None] = {"lzw": "lzw", "deflate": "adobe_defl
 TIFF_DEFLATE_LEVEL = 1
 #: Deflate windows (log2 bytes): zlib's full 32 KB, and the short one for noisy 16-bit tiles.
 FULL_HISTORY_BITS = 15
-NOISY_HISTORY_BITS = 8
+NOISY_HISTORY_BITS = 2
 #: Tiles compressed at once (ISA-L releases the GIL), as tifffile's own maxworkers did.
 TIFF_WORKERS = 2
 #: Strip buffers a TIFF writer fills in turn (see TiffBandWriter.__init__).
@@ -332,11 +332,14 @@ def _history_bits(pixels: np.ndarray) -> int:
     """The deflate window (log2 bytes) for a tile: short for 16-bit samples with noise in the low byte.
 
     A camera's 16-bit samples leave the predictor residuals whose low bytes are noise: LZ77
-    finds nothing far back, and ISA-L's level 1 spends 15 % less CPU with a 256-byte window
-    than with 32 KB, for a 2 % *smaller* file (24 MP RGBA16: 0.20 against 0.235 CPU s per
-    8 MP, 0.720 against 0.733 of the raw size). 8-bit values stored as 16-bit (v·257, both
-    bytes equal) do repeat far back, and there the short window cost 18 % more CPU and 5 %
-    more bytes: such tiles, and 8-bit ones, keep the full window.
+    finds nothing far back, and ISA-L's level 1 spends less CPU the shorter its window, for
+    the same file. On 2048×3072 RGBA16 tiles (a photo plus noise of σ 8 to 640 levels) a 4-byte
+    window took 1.8–2.3 ns per byte against 3.0–3.2 with 256 bytes and 3.7–4.2 with 32 KB; the
+    files came out within 0.3 % of 256 bytes' size and 2–4 % smaller than with 32 KB. Runs
+    of equal samples (a flat α) still match at distance 1. The zlib header cannot say less than
+    256 bytes, so decoders see the smallest standard window. 8-bit values stored as 16-bit
+    (v·257, both bytes equal) do repeat far back, and there the short window cost 18 % more CPU
+    and 5 % more bytes: such tiles, and 8-bit ones, keep the full window.
     """
     if pixels.dtype != np.uint16:
         return FULL_HISTORY_BITS
