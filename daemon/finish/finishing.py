@@ -36,6 +36,11 @@ WORK_SIDE = 1024
 #: waits for torch's worker threads, slow when the CPU is busy. On an 800×12000 window with 40 %
 #: soft α: 512 columns 0.2 s idle / 3–4 s busy, 1024 0.3 s / 2–3 s, the whole width 2.2 s and +1 GB.
 BLOCK_COLUMNS = 1024
+#: Rows × columns of the CPU's decontamination tiles. The sweep streams a dozen 6-channel float
+#: arrays per iteration: over a whole 512 × 1024 soft box they spill the 2 MB L2 and it ran at
+#: 207 ns per pixel; at 64 × 256 (with its 3-pixel halo) at 97–114; and tiles without soft α,
+#: most of a box around a curved edge, are not swept at all.
+SWEEP_TILE = (64, 256)
 #: Final α this close to 0 or 1 is snapped there (half a step of 8-bit output).
 SNAP = 0.5 / 255
 
@@ -289,6 +294,42 @@ def decontaminated(
     box: tuple[range, range],
 ) -> np.ndarray:
     """Subject colours (H×W×3) over ``box`` (kept rows, columns) from the full-resolution sweeps.
+
+    On the CPU the box is swept tile by tile, each tile only over its own soft pixels' box
+    (:data:`SWEEP_TILE`); elsewhere the photo's colours stand, which is what the sweep gives
+    where α is 1 (:func:`keep_opaque_colours`) and is multiplied away where α is 0.
+    """
+    kept_rows, columns = box
+    top = window.inner.start
+    peak = np.float32(np.iinfo(window.pixels.dtype).max)
+    photo = window.pixels[top + kept_rows.start : top + kept_rows.stop, columns.start : columns.stop, :3]
+    colour = np.divide(photo, peak, dtype=np.float32)  # the guide's values (see process_window)
+    tile_rows, tile_columns = SWEEP_TILE if plan.device.type == "cpu" else (len(kept_rows), len(columns))
+    for r0 in range(kept_rows.start, kept_rows.stop, tile_rows):
+        band = alpha[top + r0 : top + min(r0 + tile_rows, kept_rows.stop)]
+        for c0 in range(columns.start, columns.stop, tile_columns):
+            soft = soft_box(band[:, c0 : min(c0 + tile_columns, columns.stop)], c0)
+            if soft is None:
+                continue
+            rows, cols = range(r0 + soft[0].start, r0 + soft[0].stop), soft[1]
+            at = (
+                slice(rows.start - kept_rows.start, rows.stop - kept_rows.start),
+                slice(cols.start - columns.start, cols.stop - columns.start),
+            )
+            colour[at] = _swept(window, plan, width, height, rgb, alpha, (rows, cols))
+    return colour
+
+
+def _swept(
+    window: Window,
+    plan: Plan,
+    width: int,
+    height: int,
+    rgb: Guide,
+    alpha: np.ndarray,
+    box: tuple[range, range],
+) -> np.ndarray:
+    """:func:`decontaminated` over one ``box``, swept whole.
 
     The sweeps read 4-neighbours only, so :data:`FULL_RES_ITERATIONS` rows and columns of
     halo around the box give exactly what sweeping the whole window gives there.

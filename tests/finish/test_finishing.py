@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
-from daemon.finish.finishing import compose_raw_band, scale_alpha
+from daemon.finish import finishing
+from daemon.finish.bands import windows
+from daemon.finish.finishing import compose_raw_band, plan_finish, process_window, scale_alpha
+from daemon.io.detect import open_image
+from daemon.profiles import BUILTIN_PROFILES
+from tests.conftest import photo
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
@@ -31,3 +40,34 @@ def test_a_raw_band_that_is_a_view_of_rows_composes_like_a_copy() -> None:
     np.testing.assert_array_equal(
         compose_raw_band(whole[16:48], alpha[16:48]), compose_raw_band(whole[16:48].copy(), alpha[16:48])
     )
+
+
+def _product_windows(tmp_path: Path) -> tuple[list[np.ndarray], int]:
+    """Every window of a product cut-out of a photo, processed as the float path does; soft α count."""
+    source = tmp_path / "astronaut.jpg"
+    Image.fromarray(photo("astronaut")).save(source, quality=92)
+    yy, xx = np.mgrid[0:128, 0:128].astype(np.float32)
+    model_alpha = np.clip((45 - np.hypot(yy - 60, xx - 70)) / 4, 0, 1).astype(np.float32)
+    reader = open_image(source, max_megapixels=10)
+    plan = plan_finish(reader, model_alpha, BUILTIN_PROFILES["product"], 64, torch.device("cpu"))
+    assert plan.profile.decontaminate
+    width, height = reader.info.oriented_size
+    outputs = [
+        process_window(window, plan, width, height)
+        for window in windows(reader.bands(plan.band_rows), height, plan.band_rows, plan.halo)
+    ]
+    soft = sum(int(np.count_nonzero((o[..., 3] > 0) & (o[..., 3] < 1))) for o in outputs)
+    return outputs, soft
+
+
+def test_decontamination_swept_in_small_tiles_equals_one_sweep_over_each_soft_box(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(finishing, "SWEEP_TILE", (1 << 20, 1 << 20))
+    whole, soft = _product_windows(tmp_path)
+    # Tiles far smaller than the edge's curve: most are skipped, the rest swept on their own boxes.
+    monkeypatch.setattr(finishing, "SWEEP_TILE", (7, 19))
+    tiled, _ = _product_windows(tmp_path)
+    assert soft > 2000
+    for one, other in zip(whole, tiled, strict=True):
+        np.testing.assert_array_equal(one, other)
