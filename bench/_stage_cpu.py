@@ -1,8 +1,12 @@
 """CPU seconds per image OUTSIDE the model, per stage, for one code tree (run as a subprocess).
 
-``python bench/_stage_cpu.py SPEC.json`` with ``PYTHONPATH`` set to the tree to measure (this
-checkout, or a worktree of an older commit: bench/throughput.py runs both in one go). SPEC
-lists the paths (input files, profile, output format); the result (JSON) goes to stdout.
+``python bench/_stage_cpu.py`` with ``PYTHONPATH`` set to the tree to measure (this checkout, or
+a worktree of an older commit: bench/throughput.py runs both in one go). It serves requests,
+one JSON line each on stdin (a path: input files, profile, output format, knobs; the repeats;
+a scratch folder), and answers each with one JSON line on stdout: every file's CPU per stage.
+Serving lets the benchmark alternate between two trees' workers, request by request, so a
+machine whose speed drifts during the run (shared CPUs moved single figures by up to 2× within
+minutes) slows both sides alike instead of whichever happened to run second.
 
 The model is skipped: every file gets the same fixed α (a soft-edged ellipse on the model's
 1024² grid, what a centred subject gives), so only decode and finish are timed. CPU seconds
@@ -146,44 +150,35 @@ def encode(pixels: np.ndarray, options: dict[str, Any], target: Path, profile: P
 
 
 def measure_path(spec: dict[str, Any], work: Path, repeats: int) -> dict[str, Any]:
-    files = [Path(f) for f in spec["files"]]
+    """Each file's least CPU seconds per stage over ``repeats`` runs, and its output."""
     profile = profile_with(spec["profile"], spec.get("knobs", {}))
     suffix = {"png": ".png", "tiff": ".tif", "jpeg": ".jpg"}[spec["format"]]
-    totals = {"decode": 0.0, "read": 0.0, "finish": 0.0, "encode": 0.0}
-    sizes = []
-    for index, path in enumerate(files):
+    files = []
+    for index, name in enumerate(spec["files"]):
+        path = Path(name)
         out = work / f"{spec['name']}-{index}{suffix}"
         proxy = decode(path)
-        totals["decode"] += cpu(functools.partial(decode, path), repeats)
-        totals["read"] += cpu(functools.partial(read, path), repeats)
-        totals["finish"] += cpu(functools.partial(finish, path, out, profile, proxy), repeats)
-        sizes.append(out.stat().st_size)
+        stages = {
+            "decode": cpu(functools.partial(decode, path), repeats),
+            "read": cpu(functools.partial(read, path), repeats),
+            "finish": cpu(functools.partial(finish, path, out, profile, proxy), repeats),
+        }
         pixels, options = load_output(out)
         again = work / f"again{suffix}"
-        totals["encode"] += cpu(functools.partial(encode, pixels, options, again, profile), repeats)
+        stages["encode"] = cpu(functools.partial(encode, pixels, options, again, profile), repeats)
         again.unlink()
-    per_image = {k: v / len(files) for k, v in totals.items()}
-    per_image["compose"] = max(0.0, per_image["finish"] - per_image["read"] - per_image["encode"])
-    per_image["total"] = per_image["decode"] + per_image["finish"]
-    return {
-        "name": spec["name"],
-        "files": len(files),
-        "profile": spec["profile"],
-        "format": spec["format"],
-        "cpu_seconds_per_image": {k: round(v, 4) for k, v in per_image.items()},
-        "mean_output_bytes": int(np.mean(sizes)),
-        "outputs": [str(work / f"{spec['name']}-{i}{suffix}") for i in range(len(files))],
-    }
+        files.append({"stages": stages, "output": str(out), "output_bytes": out.stat().st_size})
+    return {"name": spec["name"], "profile": spec["profile"], "format": spec["format"], "files": files}
 
 
 def main() -> int:
-    spec = json.loads(Path(sys.argv[1]).read_text())
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    work = Path(spec.get("work") or tempfile.mkdtemp(prefix="hotmatte-stage-cpu-"))
-    work.mkdir(parents=True, exist_ok=True)
-    results = [measure_path(path, work, int(spec.get("repeats", 1))) for path in spec["paths"]]
-    print(json.dumps(results))
+    for line in sys.stdin:
+        request = json.loads(line)
+        work = Path(request.get("work") or tempfile.mkdtemp(prefix="hotmatte-stage-cpu-"))
+        work.mkdir(parents=True, exist_ok=True)
+        print(json.dumps(measure_path(request["path"], work, int(request.get("repeats", 1)))), flush=True)
     return 0
 
 

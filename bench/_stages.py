@@ -1,8 +1,13 @@
 """The per-stage CPU section of bench/throughput.py: this checkout, and optionally a base one.
 
-Each tree is measured by bench/_stage_cpu.py in its own process (``PYTHONPATH`` = the tree),
-on the same files, one after the other; the outputs of the two are compared pixel by pixel
-(largest absolute difference, and how many samples differ), so "faster" never hides "different".
+Each tree is measured by its own bench/_stage_cpu.py worker process (``PYTHONPATH`` = the tree),
+on the same files. The two are interleaved: every path is measured ``repeats`` times in turn,
+before and after alternately (which goes first alternates too), and each file keeps its least
+CPU per stage over all turns. Measuring one tree wholly and then the other put before/after
+ratios at the mercy of the machine's drift: on a shared 2-core machine one such run measured
+the base 1.7× slower than a run an hour earlier, while this checkout's half held still.
+The outputs of the two are compared pixel by pixel (largest absolute difference, and how many
+samples differ), so "faster" never hides "different".
 """
 
 from __future__ import annotations
@@ -40,39 +45,106 @@ PATHS: tuple[tuple[str, str, str, str, dict[str, str]], ...] = (
 STAGES = ("decode", "read", "compose", "encode", "total")
 
 
-def _measure(tree: Path, files: dict[str, list[Path]], work: Path, repeats: int) -> list[dict[str, Any]]:
-    spec = {
-        "repeats": repeats,
-        "work": str(work),
-        "paths": [
-            {
-                "name": label,
-                "files": [str(f) for f in files[key]],
-                "profile": profile,
-                "format": fmt,
-                "knobs": knobs,
-            }
-            for label, key, profile, fmt, knobs in PATHS
-        ],
+class _Worker:
+    """One tree's bench/_stage_cpu.py process, measuring one path per request."""
+
+    def __init__(self, tree: Path, work: Path) -> None:
+        self.work = work
+        work.mkdir(parents=True, exist_ok=True)
+        self._stderr = work.with_suffix(".log").open("w+", encoding="utf-8")
+        self._process = subprocess.Popen(
+            [sys.executable, str(WORKER)],
+            env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+            cwd=tree,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
+
+    def measure(self, path: dict[str, Any]) -> dict[str, Any]:
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write(json.dumps({"path": path, "repeats": 1, "work": str(self.work)}) + "\n")
+        self._process.stdin.flush()
+        line = self._process.stdout.readline()
+        if not line:
+            self._stderr.seek(0)
+            raise RuntimeError(f"stage measurement in {self.work} failed:\n{self._stderr.read()[-3000:]}")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def close(self) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        self._process.wait(timeout=60)
+        self._stderr.close()
+
+
+def _path_spec(
+    label: str, key: str, profile: str, fmt: str, knobs: dict[str, str], files: dict[str, list[Path]]
+) -> dict[str, Any]:
+    return {
+        "name": label,
+        "files": [str(f) for f in files[key]],
+        "profile": profile,
+        "format": fmt,
+        "knobs": knobs,
     }
-    spec_path = work.with_suffix(".json")
-    work.mkdir(parents=True, exist_ok=True)
-    spec_path.write_text(json.dumps(spec), encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, str(WORKER), str(spec_path)],
-        env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
-        cwd=tree,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"stage measurement in {tree} failed:\n{done.stderr[-3000:]}")
-    result: list[dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])
-    for path in result:
-        cpu = path["cpu_seconds_per_image"]
-        path["ceiling_images_per_second_16_cores"] = round(CORES / cpu["total"], 1) if cpu["total"] else None
-    return result
+
+
+def _least(turns: list[dict[str, Any]]) -> dict[str, Any]:
+    """One path's result from its turns: each file's least CPU per stage, averaged over the files."""
+    first = turns[0]
+    per_file = [
+        {
+            stage: min(turn["files"][i]["stages"][stage] for turn in turns)
+            for stage in first["files"][i]["stages"]
+        }
+        for i in range(len(first["files"]))
+    ]
+    per_image = {stage: float(np.mean([f[stage] for f in per_file])) for stage in per_file[0]}
+    per_image["compose"] = max(0.0, per_image["finish"] - per_image["read"] - per_image["encode"])
+    per_image["total"] = per_image["decode"] + per_image["finish"]
+    return {
+        "name": first["name"],
+        "files": len(per_file),
+        "profile": first["profile"],
+        "format": first["format"],
+        "turns": len(turns),
+        "cpu_seconds_per_image": {k: round(v, 4) for k, v in per_image.items()},
+        "ceiling_images_per_second_16_cores": round(CORES / per_image["total"], 1)
+        if per_image["total"]
+        else None,
+        "mean_output_bytes": int(np.mean([f["output_bytes"] for f in first["files"]])),
+        "outputs": [f["output"] for f in first["files"]],
+    }
+
+
+def _measure(
+    trees: dict[str, Path], files: dict[str, list[Path]], work: Path, repeats: int
+) -> dict[str, list[dict[str, Any]]]:
+    """``{tree name: [path results]}``, the trees' workers taking turns path by path."""
+    workers = {name: _Worker(tree, work / name) for name, tree in trees.items()}
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    try:
+        for label, key, profile, fmt, knobs in PATHS:
+            spec = _path_spec(label, key, profile, fmt, knobs, files)
+            turns: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+            order = list(trees)
+            for turn in range(repeats):
+                for name in order if turn % 2 == 0 else order[::-1]:
+                    turns[name].append(workers[name].measure(spec))
+            for name in trees:
+                results[name].append(_least(turns[name]))
+            print(
+                f"  {label}: "
+                + ", ".join(f"{n} {r[-1]['cpu_seconds_per_image']['total']:.3f}" for n, r in results.items()),
+                flush=True,
+            )
+    finally:
+        for worker in workers.values():
+            worker.close()
+    return results
 
 
 def _pixels(path: Path) -> np.ndarray:
@@ -105,14 +177,19 @@ def stage_section(work: Path, base: Path | None, repeats: int) -> dict[str, Any]
     """Stage CPU for this checkout (``after``) and, given ``base``, that checkout (``before``)."""
     print("per-stage CPU outside the model (model skipped, fixed α)…", flush=True)
     files = build_stage_files(work / "inputs")
+    trees = {"after": REPO} if base is None else {"before": base, "after": REPO}
+    measured = _measure(trees, files, work, repeats)
     section: dict[str, Any] = {
-        "method": "time.process_time of each stage alone, model skipped (fixed α), 1 OpenCV/torch thread",
+        "method": (
+            "time.process_time of each stage alone, model skipped (fixed α), 1 OpenCV/torch thread; "
+            "before and after measured in alternating turns, each file's least CPU per stage kept"
+        ),
         "ceiling_cores": CORES,
-        "after": _measure(REPO, files, work / "after", repeats),
+        "after": measured["after"],
     }
     if base is not None:
         section["base_tree"] = str(base)
-        section["before"] = _measure(base, files, work / "before", repeats)
+        section["before"] = measured["before"]
         section["comparison"] = {}
         for old, new in zip(section["before"], section["after"], strict=True):
             total_old = old["cpu_seconds_per_image"]["total"]

@@ -191,7 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="rounds of all runs; medians are kept")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed for one run")
     parser.add_argument("--base", type=Path, help="a checkout of the commit to compare with (stage CPU)")
-    parser.add_argument("--stage-repeats", type=int, default=1, help="runs per stage; the least CPU is kept")
+    parser.add_argument(
+        "--stage-repeats",
+        type=int,
+        default=1,
+        help="turns per path, before and after alternating; least CPU kept",
+    )
     parser.add_argument("--no-stages", action="store_true", help="skip the per-stage CPU measurement")
     args = parser.parse_args(argv)
     if "rembg" in args.only:
