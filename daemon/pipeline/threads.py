@@ -12,6 +12,7 @@ machine was at hand).
 from __future__ import annotations
 
 import os
+import threading
 
 import cv2
 import torch
@@ -33,9 +34,20 @@ def model_threads_for(device: torch.device, cores: int | None = None) -> int | N
     return max(1, cores - cores // 4)
 
 
+_setting = threading.Lock()
+
+
 def use_cpu_threads(count: int) -> None:
-    """Set torch's intra-op threads from the calling thread (OpenMP keeps the count per thread)."""
-    torch.set_num_threads(max(1, count))
+    """Set torch's intra-op threads for the calling thread (OpenMP keeps the count per thread).
+
+    torch also keeps the last count that *any* thread set, and hands it to each thread at that
+    thread's first parallel operation (its lazy start-up, which ``get_num_threads`` triggers),
+    overriding what the thread had set itself. So the count is set and taken up at once, under
+    a lock: otherwise the finish thread's 1 could become the model thread's count.
+    """
+    with _setting:
+        torch.set_num_threads(max(1, count))
+        torch.get_num_threads()
 
 
 def single_threaded_opencv() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,30 @@ def test_every_job_has_one_outcome_and_the_stages_are_timed(engine: MattingEngin
     assert report.bottleneck in STAGES
     model = next(s for s in report.stages if s.name == "model")
     assert model.mean_seconds == pytest.approx(np.mean([o.timings["model"] for o in good]), rel=1e-3)
+
+
+def test_on_the_cpu_the_finish_runs_torch_on_its_own_thread_while_the_model_keeps_its_team(
+    engine: MattingEngine, tmp_path: Path
+) -> None:
+    source = save_jpeg(tmp_path / "in" / "astronaut.jpg", photo("astronaut"))
+    seen: list[tuple[bool, int]] = []  # outcomes are delivered from the finish thread
+    pipeline = Pipeline(engine, lambda o: seen.append((o.ok, torch.get_num_threads())), model_threads=2)
+    model_team: list[int] = []
+    predict = engine.predict
+
+    def predict_and_look(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        model_team.append(torch.get_num_threads())
+        return predict(images)
+
+    engine.predict = predict_and_look  # type: ignore[method-assign]
+    try:
+        pipeline.start()
+        pipeline.submit(Job(source, Destination.at(tmp_path / "out" / "a.png"), profile="product"))
+        assert pipeline.wait_idle(timeout=300)
+        assert pipeline.stop(drain_timeout=0)
+    finally:
+        del engine.predict
+    assert seen == [(True, 1)] and model_team == [2]
 
 
 def test_batched_model_stage_counts_files_not_calls(engine: MattingEngine, tmp_path: Path) -> None:
