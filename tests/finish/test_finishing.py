@@ -32,6 +32,10 @@ def test_raw_band_keeps_every_colour_sample_and_replaces_alpha_with_the_scaled_m
     expected = np.dstack([rgb[..., :3], scale_alpha(alpha, np.dtype(dtype))])
     assert out.dtype == dtype and out.shape == (37, 53, 4)
     np.testing.assert_array_equal(out, expected)
+    # Into the rows of a reused, larger buffer (the cut-out's band ring): filled in place.
+    reused = np.zeros((40, 53, 4), dtype)
+    assert compose_raw_band(rgb, alpha, reused[:37]).base is reused
+    np.testing.assert_array_equal(reused[:37], expected)
 
 
 def test_a_raw_band_that_is_a_view_of_rows_composes_like_a_copy() -> None:
