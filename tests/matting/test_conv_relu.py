@@ -1,0 +1,26 @@
+"""ConvReLU: the fused oneDNN convolution + ReLU gives the two-pass layer's α bit for bit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from daemon.matting import conv_relu
+from daemon.matting.engine import load_engine, prepare
+from tests.conftest import photo
+
+
+@pytest.mark.skipif(not conv_relu.FUSE_ON_CPU, reason="this torch has no fused oneDNN convolution")
+def test_fused_bf16_convolutions_give_the_two_pass_alpha_exactly(
+    weights_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = load_engine(weights_dir, device="cpu", size=320, precision="bf16")
+    images = [prepare(photo(name), 320) for name in ("astronaut", "coffee")]
+    fused = engine.predict(images)
+    monkeypatch.setattr(conv_relu, "FUSE_ON_CPU", False)
+    two_pass = engine.predict(images)
+    for one, other in zip(fused, two_pass, strict=True):
+        assert 0.0 < float(one.mean()) < 1.0  # a real cut, not an empty or full α
+        np.testing.assert_array_equal(one, other)
