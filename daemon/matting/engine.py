@@ -59,12 +59,20 @@ class MattingEngine:
     device: torch.device
     precision: Precision
     size: int
+    #: torch intra-op threads for the model's calls on the CPU, whichever thread makes them (the
+    #: model stage's global pass, the finish's crop pass); None leaves the calling thread's count.
+    cpu_threads: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         if self.precision == "bf16":
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def _threads(self) -> contextlib.AbstractContextManager[None]:
+        if self.cpu_threads is None or self.device.type != "cpu":
+            return contextlib.nullcontext()
+        return torch_threads(self.cpu_threads)
 
     def _to_input(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         batch = torch.from_numpy(np.stack(images))
@@ -81,7 +89,7 @@ class MattingEngine:
     def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """α (float32, ``size``×``size``, in [0, 1]) for each prepared RGB ``uint8`` image."""
         try:
-            with self._lock, self._autocast():
+            with self._lock, self._threads(), self._autocast():
                 alpha = self.model(self._to_input(images))
             # Inside the try: the float copy on the device can run out of memory too.
             result = alpha.float().clamp_(0.0, 1.0).squeeze(1).cpu().numpy()

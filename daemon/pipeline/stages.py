@@ -141,8 +141,12 @@ class Pipeline:
         model_threads: int | None = None,
     ) -> None:
         self.engine = engine
-        #: torch intra-op threads for the model thread (None: leave torch's setting alone).
+        #: torch intra-op threads for the model's calls (None: leave torch's setting alone). The
+        #: engine applies them to every call, so the crop pass, which the finish thread runs, gets
+        #: the model's team and not the finish's single thread.
         self.model_threads = model_threads
+        if model_threads is not None:
+            engine.cpu_threads = model_threads
         self.clock = StageClock(
             {"decode": decode_workers, "model": 1, "detail": finish_workers, "finish": finish_workers}
         )
@@ -309,9 +313,6 @@ class Pipeline:
         return batch, stopping
 
     def _model_loop(self) -> None:
-        if self.model_threads is not None:
-            # Set from this thread: torch's OpenMP thread count is per calling thread.
-            use_cpu_threads(self.model_threads)
         while (item := self._model_q.get()) is not _STOP:
             assert isinstance(item, _Work)
             batch, stopping = self._next_batch(item)
@@ -347,11 +348,12 @@ class Pipeline:
 
     def _finish_loop(self) -> None:
         if self.model_threads is not None:
-            # On the CPU, the finish's torch operations (refinement, decontamination) run on this
-            # thread alone: with torch's default team each small operation also wakes a thread per
-            # core, which spins beside the model's, and on a 16-core box each finish worker would
-            # start a team of 16. On 12 × 12 MP JPEGs (2 cores, a noisy machine) images/s and CPU s
-            # per image stayed within the run-to-run spread (0.71-0.96 images/s, 1.5-2.2 CPU s).
+            # On the CPU, the finish's own torch operations (refinement, decontamination) run on
+            # this thread alone; the crop pass's model calls get the model's team from the engine.
+            # With torch's default team each small operation also woke a thread per core, which
+            # spun beside the model's, and on a 16-core box each finish worker would start a team
+            # of 16. On 12 × 12 MP JPEGs (2 cores, a noisy machine) images/s and CPU s per image
+            # stayed within the run-to-run spread (0.71-0.96 images/s, 1.5-2.2 CPU s).
             use_cpu_threads(1)
         while (item := self._finish_q.get()) is not _STOP:
             assert isinstance(item, _Work) and item.reader is not None and item.alpha is not None

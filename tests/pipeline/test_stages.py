@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from daemon.pipeline.stages import (
     resolve_workers,
 )
 from daemon.pipeline.threads import model_threads_for
+from daemon.profiles import BUILTIN_PROFILES
 from tests.conftest import SMALL_MODEL_SIZE, photo, run_hotmatte, save_jpeg
 
 
@@ -93,28 +94,33 @@ def test_every_job_has_one_outcome_and_the_stages_are_timed(engine: MattingEngin
     assert model.mean_seconds == pytest.approx(np.mean([o.timings["model"] for o in good]), rel=1e-3)
 
 
-def test_on_the_cpu_the_finish_runs_torch_on_its_own_thread_while_the_model_keeps_its_team(
+def test_on_the_cpu_the_finish_runs_torch_on_its_own_thread_and_every_model_call_gets_the_models_team(
     engine: MattingEngine, tmp_path: Path
 ) -> None:
     source = save_jpeg(tmp_path / "in" / "astronaut.jpg", photo("astronaut"))
     seen: list[tuple[bool, int]] = []  # outcomes are delivered from the finish thread
-    pipeline = Pipeline(engine, lambda o: seen.append((o.ok, torch.get_num_threads())), model_threads=2)
-    model_team: list[int] = []
-    predict = engine.predict
-
-    def predict_and_look(images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        model_team.append(torch.get_num_threads())
-        return predict(images)
-
-    engine.predict = predict_and_look  # type: ignore[method-assign]
+    # Crops of the model's own size, so this small photo gets a crop pass (the finish thread's calls).
+    fine = BUILTIN_PROFILES["product"].model_copy(update={"name": "fine", "detail_crop": 256})
+    pipeline = Pipeline(
+        engine,
+        lambda o: seen.append((o.ok, torch.get_num_threads())),
+        model_threads=2,
+        profiles={"fine": fine},
+    )
+    calls: list[tuple[str, int]] = []  # (calling thread, torch threads) inside each model call
+    hook = engine.model.register_forward_pre_hook(
+        lambda *_: calls.append((threading.current_thread().name, torch.get_num_threads()))
+    )
     try:
         pipeline.start()
-        pipeline.submit(Job(source, Destination.at(tmp_path / "out" / "a.png"), profile="product"))
+        pipeline.submit(Job(source, Destination.at(tmp_path / "out" / "a.png"), profile="fine"))
         assert pipeline.wait_idle(timeout=300)
         assert pipeline.stop(drain_timeout=0)
     finally:
-        del engine.predict
-    assert seen == [(True, 1)] and model_team == [2]
+        hook.remove()
+    assert seen == [(True, 1)]
+    assert {name for name, _ in calls} == {"hotmatte-model", "hotmatte-finish-0"}
+    assert all(threads == 2 for _, threads in calls), calls
 
 
 def test_batched_model_stage_counts_files_not_calls(engine: MattingEngine, tmp_path: Path) -> None:
