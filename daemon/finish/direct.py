@@ -30,6 +30,7 @@ from daemon.finish.finishing import (
     decontaminated,
     quantise,
     soft_box,
+    unit_colours,
     window_alpha,
     window_guide,
 )
@@ -153,8 +154,7 @@ def _composed(
     if plan.profile.decontaminate:
         colour = decontaminated(window, plan, width, height, guide, alpha, box)
     else:
-        photo = window.pixels[top + rows.start : top + rows.stop, columns.start : columns.stop, :3]
-        colour = np.divide(photo, np.float32(np.iinfo(photo.dtype).max), dtype=np.float32)
+        colour = unit_colours(window.pixels[top + rows.start : top + rows.stop, columns.start : columns.stop])
     colour *= a
     composed = np.multiply(plan.background, 1.0 - a)
     composed += colour

@@ -254,9 +254,8 @@ def process_window(
     out = np.empty((*kept.shape, plan.channels), np.float32)
     colour = out[..., :3]
     if plan.device.type == "cpu":
-        # The same values as the guide's (a correctly rounded division either way), read from the
-        # pixels directly: permuting a CHW float copy back to HWC was a strided 24 MP pass.
-        np.divide(pixels[inner][..., :3], np.float32(np.iinfo(pixels.dtype).max), out=colour)
+        # Read from the pixels directly: permuting a CHW float copy back to HWC was a strided 24 MP pass.
+        unit_colours(pixels[inner], out=colour)
     else:
         colour[...] = _hwc(rgb[:, inner, :])
     if plan.profile.decontaminate:
@@ -274,6 +273,13 @@ def process_window(
     if plan.low.shadow is not None:
         out[..., 4] = resize_rows(plan.low.shadow, width, height, window.y0, window.y1)
     return out
+
+
+def unit_colours(pixels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The RGB of integer ``pixels`` (H×W×C) as float32 in [0, 1], HWC: the guide's values (a
+    correctly rounded division either way), without its CHW layout."""
+    peak = np.float32(np.iinfo(pixels.dtype).max)
+    return np.divide(pixels[..., :3], peak, out=out, dtype=np.float32)
 
 
 def window_guide(pixels: np.ndarray, device: torch.device) -> Guide:
@@ -307,9 +313,9 @@ def decontaminated(
     """
     kept_rows, columns = box
     top = window.inner.start
-    peak = np.float32(np.iinfo(window.pixels.dtype).max)
-    photo = window.pixels[top + kept_rows.start : top + kept_rows.stop, columns.start : columns.stop, :3]
-    colour = np.divide(photo, peak, dtype=np.float32)  # the guide's values (see process_window)
+    colour = unit_colours(
+        window.pixels[top + kept_rows.start : top + kept_rows.stop, columns.start : columns.stop]
+    )
     tile_rows, tile_columns = SWEEP_TILE if plan.device.type == "cpu" else (len(kept_rows), len(columns))
     for r0 in range(kept_rows.start, kept_rows.stop, tile_rows):
         band = alpha[top + r0 : top + min(r0 + tile_rows, kept_rows.stop)]
