@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from daemon.finish.bands import windows
+from daemon.refine import guided
 from daemon.refine.guided import MAX_STEP, GuidedFilter, align
 from tests.conftest import photo
 
@@ -63,3 +64,26 @@ def test_too_small_a_halo_shows_a_seam() -> None:
     one_piece = _run(image, alpha, gf)
     top = _run(image[:128], alpha[:128], gf)
     assert np.abs(top[:128] - one_piece[:128]).max() > 1e-3
+
+
+def _textbook(gf: GuidedFilter, guide: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """The filter as first written: q = Σ_c a_c·I_c + b as one product tensor summed over channels."""
+    h, w = alpha.shape
+    s, r = gf.step, gf.coarse_radius
+    image, p = guide.unsqueeze(0), alpha.reshape(1, 1, h, w)
+    image_lo = torch.nn.functional.avg_pool2d(image, s, stride=s, ceil_mode=True) if s > 1 else image
+    p_lo = torch.nn.functional.avg_pool2d(p, s, stride=s, ceil_mode=True) if s > 1 else p
+    a, b = guided._coefficients(image_lo, p_lo, r, gf.eps)
+    mean_a, mean_b = guided._box(a, r), guided._box(b, r)
+    if s > 1:
+        mean_a, mean_b = guided._upsample(mean_a, s, h, w), guided._upsample(mean_b, s, h, w)
+    return ((mean_a * image).sum(dim=1) + mean_b[:, 0])[0].clamp(0.0, 1.0)
+
+
+def test_the_channel_by_channel_output_is_bit_for_bit_the_textbook_sum() -> None:
+    rng = np.random.default_rng(3)
+    for radius in (1.0, 8.0, 40.0):  # steps 1, 4 and 8
+        gf = GuidedFilter(radius=radius, eps=1e-4)
+        guide = torch.from_numpy(rng.random((3, 131, 197), dtype=np.float32))
+        alpha = torch.from_numpy(rng.random((131, 197), dtype=np.float32))
+        assert torch.equal(gf(guide, alpha), _textbook(gf, guide, alpha)), radius
