@@ -53,8 +53,14 @@ MODEL_SIZE = 1024
 BAND_ROWS = 512
 
 
+@functools.cache
 def fixed_alpha(size: int = MODEL_SIZE) -> np.ndarray:
-    """A centred soft ellipse: a subject over 40 % of the frame with a few pixels of soft edge."""
+    """A centred soft ellipse: a subject over 40 % of the frame with a few pixels of soft edge.
+
+    Made once per worker: it stands for the model's output, so drawing it is no stage's work
+    (drawn inside each timed finish it cost 15 ms, a twentieth of the 12 MP PNG path).
+    The finish only reads it.
+    """
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
     inside = (((x - 0.5) / 0.33) ** 2 + ((y - 0.52) / 0.42) ** 2 <= 1.0).astype(np.float32)
     return np.clip(cv2.GaussianBlur(inside, (0, 0), 3.0), 0.0, 1.0)
