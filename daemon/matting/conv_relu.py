@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: On the CPU in bf16, the ReLU runs inside oneDNN's convolution as a post-op (what inductor
-#: emits), instead of as a second pass over every activation: the ReLUs were 8.7 % of a 1024²
-#: image's CPU time in the profiler, and the model took 1.065 → 0.985 s per image (least of 5
-#: alternating runs, 2 cores). The α is bit-identical in bf16 (tests/matting/test_conv_relu.py);
-#: in fp32 oneDNN picks another algorithm and it is not, so fp32 keeps the two passes.
+#: On the CPU the ReLU runs inside oneDNN's convolution as a post-op (what inductor emits),
+#: instead of as a second pass over every activation: the ReLUs were 8.7 % of a 1024² bf16
+#: image's CPU time in the profiler. Per 1024² image, 2 cores, least of alternating runs: bf16
+#: (AMX) 1.065 → 0.985 s, α bit-identical; fp32 (AVX-512, no AMX) 1.59 → 1.39 s, where oneDNN
+#: picks another algorithm and α moves by at most 2e-7 (tests/matting/test_conv_relu.py).
 FUSE_ON_CPU = hasattr(torch.ops.mkldnn, "_convolution_pointwise") and torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
 
 
@@ -24,7 +24,7 @@ class ConvReLU(nn.Module):
         conv = self.conv_s1
         if (
             FUSE_ON_CPU
-            and x.dtype == torch.bfloat16
+            and x.dtype in (torch.bfloat16, torch.float32)
             and x.device.type == "cpu"
             and conv.weight.dtype == x.dtype
         ):

@@ -1,4 +1,4 @@
-"""ConvReLU: the fused oneDNN convolution + ReLU gives the two-pass layer's α bit for bit."""
+"""ConvReLU: the fused oneDNN convolution + ReLU gives the two-pass layer's α (bf16: bit for bit)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from daemon.matting import conv_relu
 from daemon.matting.engine import load_engine, prepare
@@ -24,3 +25,20 @@ def test_fused_bf16_convolutions_give_the_two_pass_alpha_exactly(
     for one, other in zip(fused, two_pass, strict=True):
         assert 0.0 < float(one.mean()) < 1.0  # a real cut, not an empty or full α
         np.testing.assert_array_equal(one, other)
+
+
+@pytest.mark.skipif(not conv_relu.FUSE_ON_CPU, reason="this torch has no fused oneDNN convolution")
+def test_fused_fp32_convolutions_give_the_two_pass_alpha_within_float_rounding(
+    weights_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # oneDNN runs another fp32 algorithm with the post-op: 1.6e-7 apart at 1024², never a visible level.
+    engine = load_engine(weights_dir, device="cpu", size=320, precision="fp32")
+    images = [prepare(photo(name), 320) for name in ("astronaut", "coffee")]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        fused = engine.predict(images)
+    assert any(event.name == "mkldnn::_convolution_pointwise" for event in profiler.events())
+    monkeypatch.setattr(conv_relu, "FUSE_ON_CPU", False)
+    two_pass = engine.predict(images)
+    for one, other in zip(fused, two_pass, strict=True):
+        assert 0.0 < float(one.mean()) < 1.0
+        np.testing.assert_allclose(one, other, rtol=0, atol=1e-5)
