@@ -221,6 +221,9 @@ class Config(_Model):
 
     weights: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: auto: fp16 on CUDA; on the CPU bf16 where the cores have AMX, fp32 elsewhere
+    #: (daemon.matting.engine.default_precision). fp16 needs CUDA, bf16 the CPU.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     model_size: PositiveInt = 1024
     max_megapixels: Annotated[float, Field(gt=0)] = 250.0
     #: Layered PSD/PSB without a merged image: psd-tools composites files up to this many
@@ -290,6 +293,20 @@ class Config(_Model):
         if value % 32:
             raise ValueError("must be a multiple of 32 (the model pools five times)")
         return value
+
+    @model_validator(mode="after")
+    def _precision_suits_device(self) -> Config:
+        # device: auto is only known at start; daemon.matting.engine.check_precision covers it there.
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ValueError("precision: fp16 runs on CUDA only; with device: cpu use auto, fp32 or bf16")
+        if self.precision == "bf16" and self.device == "cuda":
+            raise ValueError("precision: bf16 runs on the CPU only; with device: cuda use auto, fp16 or fp32")
+        return self
+
+    @property
+    def model_precision(self) -> Literal["fp32", "bf16", "fp16"] | None:
+        """The precision asked for, or None for the device's default."""
+        return None if self.precision == "auto" else self.precision
 
     @model_validator(mode="after")
     def _unique_folder_names(self) -> Config:

@@ -95,3 +95,15 @@ def test_a_bad_detail_budget_is_named_and_auto_or_a_count_is_accepted(tmp_path: 
     for value in ("auto", "6"):
         config = parse_config(f"profiles:\n  web: {{extends: portrait, detail_budget: {value}}}\n", tmp_path)
         assert config.profiles["web"].detail_budget == (value if value == "auto" else int(value))
+
+
+def test_precision_is_checked_against_the_device_and_auto_leaves_it_to_the_engine(tmp_path: Path) -> None:
+    found = problems("device: cpu\nprecision: fp16\n", tmp_path)
+    assert len(found) == 1 and "precision: fp16 runs on CUDA only" in found[0]
+    found = problems("device: cuda\nprecision: bf16\n", tmp_path)
+    assert len(found) == 1 and "precision: bf16 runs on the CPU only" in found[0]
+    found = problems("precision: int8\n", tmp_path)
+    assert len(found) == 1
+    assert found[0].startswith("c.yaml: precision: Input should be 'auto', 'fp32', 'bf16' or 'fp16'")
+    assert parse_config("precision: fp32\n", tmp_path).model_precision == "fp32"
+    assert parse_config("device: cpu\n", tmp_path).model_precision is None

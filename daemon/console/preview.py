@@ -75,7 +75,9 @@ class EngineSource:
             return shared
         with self._lock:
             if self._own is None:
-                self._own = load_engine(config.weights, config.device, config.model_size)
+                self._own = load_engine(
+                    config.weights, config.device, config.model_size, config.model_precision
+                )
             return self._own
 
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from daemon.errors import DeviceOutOfMemory, WeightsError
+from daemon.errors import ConfigError, DeviceOutOfMemory, WeightsError
 from daemon.matting.registry import DEFAULT_MODEL, build_model
 from daemon.matting.weights import load_state_dict, resolve_weights_dir
 
@@ -35,10 +35,31 @@ def choose_device(requested: str) -> torch.device:
 
 
 def default_precision(device: torch.device) -> Precision:
-    """fp16 on CUDA; on CPU bf16 autocast where oneDNN has bf16 kernels (1.5× onnxruntime fp32 here)."""
+    """fp16 on CUDA; on the CPU bf16 autocast where the cores have AMX tiles, else fp32.
+
+    oneDNN's bf16 convolutions pay off with AMX only. Per 1024² image on 2 cores: with AMX
+    (``amx_bf16``) bf16 took 0.72 s against fp32's 1.57 (../shared/NOTES.md); on AVX-512 with
+    ``avx512_bf16`` and no AMX, bf16 took 2.12-2.23 s against fp32's 1.56-1.79 (1.39 with the
+    fused ReLU). ``precision`` in the config overrides this.
+    """
     if device.type == "cuda":
         return "fp16"
-    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    has_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.13: guard it
+    if has_amx is not None and has_amx() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def check_precision(precision: Precision, device: torch.device) -> None:
+    """:class:`ConfigError` naming ``precision`` when ``device`` cannot run it."""
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(
+            [f"precision: fp16 runs on CUDA only (the device is {device.type}); use auto, fp32 or bf16"]
+        )
+    if precision == "bf16" and device.type != "cpu":
+        raise ConfigError(
+            [f"precision: bf16 runs on the CPU only (the device is {device.type}); use auto, fp16 or fp32"]
+        )
 
 
 def prepare(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -153,11 +174,15 @@ def load_engine(
     size: int = 1024,
     precision: Precision | None = None,
 ) -> MattingEngine:
-    """Resolve and verify the weights, build the model; :class:`WeightsError` on any problem."""
-    location = resolve_weights_dir(weights)
-    state = load_state_dict(location)
+    """Resolve and verify the weights, build the model; :class:`WeightsError` on any problem.
+
+    :class:`ConfigError` when ``precision`` does not suit the device (checked first).
+    """
     torch_device = choose_device(device)
     chosen = precision or default_precision(torch_device)
+    check_precision(chosen, torch_device)
+    location = resolve_weights_dir(weights)
+    state = load_state_dict(location)
     if torch_device.type == "cuda":
         # One input size for ever: let cuDNN pick its fastest algorithms once (UNMEASURED here).
         torch.backends.cudnn.benchmark = True

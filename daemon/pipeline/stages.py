@@ -411,7 +411,7 @@ def resolve_workers(config: Config, engine: MattingEngine | None = None) -> tupl
 
 def build_pipeline(config: Config, on_outcome: Callable[[Outcome], None]) -> Pipeline:
     """Load the engine from ``config`` (raises :class:`~daemon.errors.WeightsError`) and wire the stages."""
-    engine = load_engine(config.weights, config.device, config.model_size)
+    engine = load_engine(config.weights, config.device, config.model_size, config.model_precision)
     decode, finish, batch = resolve_workers(config, engine)
     if engine.device.type == "cpu":
         single_threaded_opencv()

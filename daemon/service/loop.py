@@ -72,6 +72,7 @@ log = structlog.get_logger("hotmatte")
 RESTART_KEYS = (
     "weights",
     "device",
+    "precision",
     "model_size",
     "max_megapixels",
     "psd_layer_budget_megapixels",

@@ -30,6 +30,7 @@ from daemon.pipeline.stages import (
     Job,
     Outcome,
     Pipeline,
+    build_pipeline,
     proxy_side,
     resolve_workers,
 )
@@ -219,3 +220,12 @@ def test_a_job_asking_for_thumbnails_gets_them_from_the_proxy_and_a_failed_one_g
     timings = read_meta(thumbs, "a")["timings"]
     assert isinstance(timings, dict) and set(timings) >= {"decode", "model", "finish"}
     assert not thumb_path(thumbs, "b", "after").exists()
+
+
+def test_the_configs_precision_is_the_one_the_model_runs(weights_dir: Path, tmp_path: Path) -> None:
+    for asked in ("fp32", "bf16"):
+        config = parse_config(f"weights: {weights_dir}\ndevice: cpu\nprecision: {asked}\n", tmp_path)
+        pipeline = build_pipeline(config, lambda outcome: None)
+        assert pipeline.engine.precision == asked
+        conv = next(m for m in pipeline.engine.model.modules() if isinstance(m, torch.nn.Conv2d))
+        assert conv.weight.dtype == {"fp32": torch.float32, "bf16": torch.bfloat16}[asked]
