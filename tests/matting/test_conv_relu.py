@@ -14,25 +14,15 @@ from tests.conftest import photo
 
 
 @pytest.mark.skipif(not conv_relu.FUSE_ON_CPU, reason="this torch has no fused oneDNN convolution")
-def test_fused_bf16_convolutions_give_the_two_pass_alpha_exactly(
-    weights_dir: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "precision, tolerance",
+    # fp32: oneDNN runs another algorithm with the post-op, 1.6e-7 apart at 1024², never a visible level.
+    [("bf16", 0.0), ("fp32", 1e-5)],
+)
+def test_fused_convolutions_give_the_two_pass_alpha_exactly_in_bf16_and_within_rounding_in_fp32(
+    weights_dir: Path, monkeypatch: pytest.MonkeyPatch, precision: str, tolerance: float
 ) -> None:
-    engine = load_engine(weights_dir, device="cpu", size=320, precision="bf16")
-    images = [prepare(photo(name), 320) for name in ("astronaut", "coffee")]
-    fused = engine.predict(images)
-    monkeypatch.setattr(conv_relu, "FUSE_ON_CPU", False)
-    two_pass = engine.predict(images)
-    for one, other in zip(fused, two_pass, strict=True):
-        assert 0.0 < float(one.mean()) < 1.0  # a real cut, not an empty or full α
-        np.testing.assert_array_equal(one, other)
-
-
-@pytest.mark.skipif(not conv_relu.FUSE_ON_CPU, reason="this torch has no fused oneDNN convolution")
-def test_fused_fp32_convolutions_give_the_two_pass_alpha_within_float_rounding(
-    weights_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # oneDNN runs another fp32 algorithm with the post-op: 1.6e-7 apart at 1024², never a visible level.
-    engine = load_engine(weights_dir, device="cpu", size=320, precision="fp32")
+    engine = load_engine(weights_dir, device="cpu", size=320, precision=precision)  # type: ignore[arg-type]
     images = [prepare(photo(name), 320) for name in ("astronaut", "coffee")]
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
         fused = engine.predict(images)
@@ -40,5 +30,5 @@ def test_fused_fp32_convolutions_give_the_two_pass_alpha_within_float_rounding(
     monkeypatch.setattr(conv_relu, "FUSE_ON_CPU", False)
     two_pass = engine.predict(images)
     for one, other in zip(fused, two_pass, strict=True):
-        assert 0.0 < float(one.mean()) < 1.0
-        np.testing.assert_allclose(one, other, rtol=0, atol=1e-5)
+        assert 0.0 < float(one.mean()) < 1.0  # a real cut, not an empty or full α
+        np.testing.assert_allclose(one, other, rtol=0, atol=tolerance)
