@@ -58,6 +58,26 @@ folders:
 
 Auto = Literal["auto"]
 PositiveInt = Annotated[int, Field(gt=0)]
+#: The model's arithmetic (daemon.matting.engine runs it).
+Precision = Literal["fp32", "bf16", "fp16"]
+#: Precisions that need one kind of device: (device type, its name, what to use instead).
+_PRECISION_DEVICE = {
+    "fp16": ("cuda", "CUDA", "auto, fp32 or bf16"),
+    "bf16": ("cpu", "the CPU", "auto, fp16 or fp32"),
+}
+
+
+def precision_problem(precision: str, device: str) -> str | None:
+    """Why a ``device`` (``cpu``, ``cuda``) cannot run ``precision``, or None if it can.
+
+    Checked by the config when ``device`` is explicit and by the engine's load when it is auto.
+    """
+    if precision not in _PRECISION_DEVICE:
+        return None
+    needed, name, instead = _PRECISION_DEVICE[precision]
+    if device == needed:
+        return None
+    return f"precision: {precision} runs on {name} only (the device is {device}); use {instead}"
 
 
 class _Model(BaseModel):
@@ -296,15 +316,14 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _precision_suits_device(self) -> Config:
-        # device: auto is only known at start; daemon.matting.engine.check_precision covers it there.
-        if self.precision == "fp16" and self.device == "cpu":
-            raise ValueError("precision: fp16 runs on CUDA only; with device: cpu use auto, fp32 or bf16")
-        if self.precision == "bf16" and self.device == "cuda":
-            raise ValueError("precision: bf16 runs on the CPU only; with device: cuda use auto, fp16 or fp32")
+        # device: auto is only known at start, where load_engine asks the same question.
+        problem = None if self.device == "auto" else precision_problem(self.precision, self.device)
+        if problem:
+            raise ValueError(problem)
         return self
 
     @property
-    def model_precision(self) -> Literal["fp32", "bf16", "fp16"] | None:
+    def model_precision(self) -> Precision | None:
         """The precision asked for, or None for the device's default."""
         return None if self.precision == "auto" else self.precision
 

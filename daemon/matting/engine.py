@@ -8,17 +8,16 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import cv2
 import numpy as np
 import torch
 
+from daemon.config import Precision, precision_problem
 from daemon.errors import ConfigError, DeviceOutOfMemory, WeightsError
 from daemon.matting.registry import DEFAULT_MODEL, build_model
 from daemon.matting.weights import load_state_dict, resolve_weights_dir
 
-Precision = Literal["fp32", "bf16", "fp16"]
 #: GPU memory one 1024² fp16 image needs in a batch, with headroom. An estimate, NOT measured (no
 #: GPU was lent when this was written): the largest activations are 64 × 512² fp16 maps (32 MiB)
 #: and a few dozen are alive at once; correct it from the first GPU run of bench/throughput.py.
@@ -48,18 +47,6 @@ def default_precision(device: torch.device) -> Precision:
     if has_amx is not None and has_amx() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return "bf16"
     return "fp32"
-
-
-def check_precision(precision: Precision, device: torch.device) -> None:
-    """:class:`ConfigError` naming ``precision`` when ``device`` cannot run it."""
-    if precision == "fp16" and device.type != "cuda":
-        raise ConfigError(
-            [f"precision: fp16 runs on CUDA only (the device is {device.type}); use auto, fp32 or bf16"]
-        )
-    if precision == "bf16" and device.type != "cpu":
-        raise ConfigError(
-            [f"precision: bf16 runs on the CPU only (the device is {device.type}); use auto, fp16 or fp32"]
-        )
 
 
 def prepare(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -180,7 +167,9 @@ def load_engine(
     """
     torch_device = choose_device(device)
     chosen = precision or default_precision(torch_device)
-    check_precision(chosen, torch_device)
+    problem = precision_problem(chosen, torch_device.type)
+    if problem:
+        raise ConfigError([problem])
     location = resolve_weights_dir(weights)
     state = load_state_dict(location)
     if torch_device.type == "cuda":
