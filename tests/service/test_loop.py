@@ -341,3 +341,18 @@ def test_a_bad_config_at_start_names_each_problem_and_exits_2(tmp_path: Path) ->
     assert any("model_size" in line for line in daemon.stderr)
     assert any("output" in line for line in daemon.stderr)
     assert os.path.exists(tmp_path / "state") is False
+
+
+def test_a_precision_changed_on_sighup_waits_for_a_restart_and_files_go_on(
+    tmp_path: Path, jpeg: bytes
+) -> None:
+    folder = folder_settings(tmp_path, "hot")
+    config = write_config(tmp_path / "c.yaml", [folder], precision="fp32")
+    with Daemon(config) as daemon:
+        daemon.wait_for("start")
+        write_config(config, [folder], precision="bf16")
+        daemon.signal(signal.SIGHUP)
+        assert daemon.wait_for("reload_needs_restart")[0]["keys"] == ["precision"]
+        (tmp_path / "hot" / "a.jpg").write_bytes(jpeg)
+        daemon.wait_for("done", path="a.jpg")
+        assert daemon.terminate() == 0
