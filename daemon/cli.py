@@ -106,10 +106,13 @@ def _parser() -> argparse.ArgumentParser:
 def _process(args: argparse.Namespace) -> int:
     from daemon.finish.naming import check_template
     from daemon.pipeline.batch import plan_jobs, run_batch
+    from daemon.pipeline.heap import keep_freed_buffers
     from daemon.pipeline.stages import build_pipeline
     from daemon.profiles import get_profile
 
     config = load_config(args.config)
+    if config.reuse_freed_memory:
+        keep_freed_buffers()  # before the pipeline starts its threads
     overrides = {k: v for k, v in (("device", args.device), ("model_size", args.model_size)) if v is not None}
     if overrides:
         fields = config.model_dump(exclude={"profiles"})

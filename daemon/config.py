@@ -245,6 +245,8 @@ class Config(_Model):
     #: (daemon.matting.engine.default_precision). fp16 needs CUDA, bf16 the CPU.
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     model_size: PositiveInt = 1024
+    #: Keep the large buffers each file frees for the next (glibc's heap; daemon/pipeline/heap.py).
+    reuse_freed_memory: bool = True
     max_megapixels: Annotated[float, Field(gt=0)] = 250.0
     #: Layered PSD/PSB without a merged image: psd-tools composites files up to this many
     #: megapixels (canvas and largest layer); larger ones are composited band by band.

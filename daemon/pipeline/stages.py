@@ -31,6 +31,7 @@ from daemon.finish.thumbs import shrink, write_thumbs
 from daemon.io._types import ImageReader
 from daemon.io.detect import open_image
 from daemon.matting.engine import MattingEngine, load_engine, prepare
+from daemon.pipeline.heap import give_back_free_memory
 from daemon.pipeline.stage_stats import StageClock, StageReport, save_report
 from daemon.pipeline.threads import cpu_count, model_threads_for, single_threaded_opencv, use_cpu_threads
 from daemon.profiles import Profile, get_profile
@@ -243,7 +244,12 @@ class Pipeline:
     def _finished_one(self) -> None:
         with self._idle:
             self._in_flight -= 1
+            idle = self._in_flight == 0
             self._idle.notify_all()
+        if idle:
+            # The buffers kept for the next file (daemon.pipeline.heap) go back to the system:
+            # an idle daemon does not keep a shoot's high-water mark.
+            give_back_free_memory()
 
     def _deliver(
         self,

@@ -52,6 +52,7 @@ from daemon.journal.opening import open_counter, open_journal
 from daemon.journal.store import Entry
 from daemon.journal.upkeep import JournalUpkeep
 from daemon.logs import configure_logging
+from daemon.pipeline.heap import keep_freed_buffers
 from daemon.pipeline.stages import Job, Outcome, Pipeline, build_pipeline
 from daemon.service.arrivals import Arrivals, Ready
 from daemon.service.claims import ClaimChecks
@@ -74,6 +75,7 @@ RESTART_KEYS = (
     "device",
     "precision",
     "model_size",
+    "reuse_freed_memory",
     "max_megapixels",
     "psd_layer_budget_megapixels",
     "journal",
@@ -430,6 +432,8 @@ def run_daemon(config_path: Path | None) -> int:
     # ConfigError and WeightsError reach cli.main, which prints one line each and exits 2.
     config = load_config(config_path)
     configure_logging(config.log_level, config.log_format)
+    if config.reuse_freed_memory:
+        keep_freed_buffers()  # before the journal, the console and the pipeline start threads
     try:
         journal = open_journal(config)
     except DatabaseUnavailable as exc:  # systemd restarts us: the server may be starting too
