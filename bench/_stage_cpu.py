@@ -13,7 +13,8 @@ The model is skipped: every file gets the same fixed α (a soft-edged ellipse on
 come from ``time.process_time`` (all threads of this process: the PNG and TIFF encoders' pools
 are counted), which a shared machine disturbs far less than wall time. OpenCV and torch are
 held to one thread each, as in the daemon's CPU pipeline: the per-image CPU is then the cost of
-the work, not of idle worker threads spinning, and it is what a 16-core box divides.
+the work, not of idle worker threads spinning, and it is what a 16-core box divides. A tree
+with daemon.pipeline.heap keeps freed buffers for reuse, as its `hotmatte run` does.
 
 Stages, each measured alone on the same file:
 
@@ -177,7 +178,17 @@ def measure_path(spec: dict[str, Any], work: Path, repeats: int) -> dict[str, An
     return {"name": spec["name"], "profile": spec["profile"], "format": spec["format"], "files": files}
 
 
+def keep_freed_buffers_if_the_tree_does() -> None:
+    """The heap policy of ``hotmatte run`` and ``process``, in the trees that have it (default on)."""
+    try:
+        from daemon.pipeline.heap import keep_freed_buffers
+    except ImportError:  # an older tree: glibc's defaults, as its daemon ran
+        return
+    keep_freed_buffers()
+
+
 def main() -> int:
+    keep_freed_buffers_if_the_tree_does()  # before any thread starts
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     for line in sys.stdin:
