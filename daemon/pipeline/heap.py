@@ -62,8 +62,9 @@ def keep_freed_buffers() -> bool:
     """Make the heap keep freed buffers for reuse; ``True`` if it now does.
 
     Call it before any thread starts (the arena limit binds only threads that have not allocated
-    yet). Where the C library is not glibc, or refuses a setting, nothing changes and a warning
-    says so: the daemon runs as before, only slower.
+    yet). Where the C library is not glibc, a warning says so and nothing changes; where glibc
+    refuses a setting, the warning names it (the settings before it stay) and the idle trim is
+    off. Either way files are processed as before, only more slowly.
     """
     global _keeping
     libc = _glibc()
