@@ -44,9 +44,26 @@ def default_precision(device: torch.device) -> Precision:
     if device.type == "cuda":
         return "fp16"
     has_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.13: guard it
-    if has_amx is not None and has_amx() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if has_amx is not None and has_amx() and cpu_runs_bf16():
         return "bf16"
     return "fp32"
+
+
+def cpu_runs_bf16() -> bool:
+    """Whether oneDNN has bf16 convolutions on these cores: AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT.
+
+    Elsewhere (AVX2 only: machine C, an AMD EPYC) the first bf16 convolution raises.
+    """
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _cpu_problem(precision: Precision) -> str | None:
+    if precision == "bf16" and not cpu_runs_bf16():
+        return (
+            "precision: bf16 needs a CPU with AVX-512 (BW, VL and DQ) or AVX-NE-CONVERT, "
+            f"and this one has {torch.backends.cpu.get_cpu_capability()}; use auto or fp32"
+        )
+    return None
 
 
 def prepare(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -163,11 +180,13 @@ def load_engine(
 ) -> MattingEngine:
     """Resolve and verify the weights, build the model; :class:`WeightsError` on any problem.
 
-    :class:`ConfigError` when ``precision`` does not suit the device (checked first).
+    :class:`ConfigError` when ``precision`` does not suit the device or its cores (checked first).
     """
     torch_device = choose_device(device)
     chosen = precision or default_precision(torch_device)
     problem = precision_problem(chosen, torch_device.type)
+    if problem is None and torch_device.type == "cpu":
+        problem = _cpu_problem(chosen)
     if problem:
         raise ConfigError([problem])
     location = resolve_weights_dir(weights)

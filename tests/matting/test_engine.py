@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from daemon.errors import ConfigError
-from daemon.matting.engine import MattingEngine, default_precision, load_engine, prepare
+from daemon.errors import ConfigError, WeightsError
+from daemon.matting.engine import MattingEngine, cpu_runs_bf16, default_precision, load_engine, prepare
 from tests.conftest import SMALL_MODEL_SIZE, photo
 from tests.matting.onnx_reference import fp32_session, reference_alpha
 
@@ -31,7 +31,18 @@ def references(weights_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-@pytest.mark.parametrize("precision, max_delta, min_iou", [("fp32", 1e-3, 0.9999), ("bf16", 0.05, 0.99)])
+@pytest.mark.parametrize(
+    "precision, max_delta, min_iou",
+    [
+        ("fp32", 1e-3, 0.9999),
+        pytest.param(
+            "bf16",
+            0.05,
+            0.99,
+            marks=pytest.mark.skipif(not cpu_runs_bf16(), reason="these cores have no bf16 convolutions"),
+        ),
+    ],
+)
 def test_port_matches_onnxruntime(
     weights_dir: Path,
     references: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -90,3 +101,19 @@ def test_a_precision_the_device_cannot_run_is_named_before_the_weights_are_read(
     assert caught.value.problems == [
         "precision: fp16 runs on CUDA only (the device is cpu); use auto, fp32 or bf16"
     ]
+
+
+def test_bf16_is_refused_before_the_weights_are_read_exactly_where_the_cores_cannot_run_it(
+    tmp_path: Path,
+) -> None:
+    # On AVX2-only cores the first bf16 convolution raises: better a config error at start than
+    # every file failing. Where they can, the same call goes on to look for the weights.
+    if cpu_runs_bf16():
+        with pytest.raises(WeightsError):
+            load_engine(tmp_path / "no weights here", device="cpu", precision="bf16")
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_engine(tmp_path / "no weights here", device="cpu", precision="bf16")
+    (problem,) = caught.value.problems
+    assert problem.startswith("precision: bf16 needs a CPU with AVX-512 (BW, VL and DQ) or AVX-NE-CONVERT")
+    assert problem.endswith("; use auto or fp32")
