@@ -57,7 +57,8 @@ def cpu_runs_bf16() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def _cpu_problem(precision: Precision) -> str | None:
+def _cores_problem(precision: Precision) -> str | None:
+    """Why these CPU cores cannot run ``precision`` (bf16 on AVX2-only cores), or None."""
     if precision == "bf16" and not cpu_runs_bf16():
         return (
             "precision: bf16 needs a CPU with AVX-512 (BW, VL and DQ) or AVX-NE-CONVERT, "
@@ -184,9 +185,8 @@ def load_engine(
     """
     torch_device = choose_device(device)
     chosen = precision or default_precision(torch_device)
-    problem = precision_problem(chosen, torch_device.type)
-    if problem is None and torch_device.type == "cpu":
-        problem = _cpu_problem(chosen)
+    # bf16 on CUDA is precision_problem's, so the cores are only asked about a CPU's bf16.
+    problem = precision_problem(chosen, torch_device.type) or _cores_problem(chosen)
     if problem:
         raise ConfigError([problem])
     location = resolve_weights_dir(weights)
