@@ -9,17 +9,16 @@ import pytest
 import torch
 
 from daemon.matting import conv_relu
-from daemon.matting.engine import cpu_runs_bf16, load_engine, prepare
+from daemon.matting.engine import load_engine, prepare
 from tests.conftest import photo
-
-NEEDS_BF16 = pytest.mark.skipif(not cpu_runs_bf16(), reason="these cores have no bf16 convolutions")
+from tests.matting.cores import needs_bf16_cores
 
 
 @pytest.mark.skipif(not conv_relu.FUSE_ON_CPU, reason="this torch has no fused oneDNN convolution")
 @pytest.mark.parametrize(
     "precision, tolerance",
     # fp32: oneDNN runs another algorithm with the post-op, 1.6e-7 apart at 1024², never a visible level.
-    [pytest.param("bf16", 0.0, marks=NEEDS_BF16), ("fp32", 1e-5)],
+    [pytest.param("bf16", 0.0, marks=needs_bf16_cores), ("fp32", 1e-5)],
 )
 def test_fused_convolutions_give_the_two_pass_alpha_exactly_in_bf16_and_within_rounding_in_fp32(
     weights_dir: Path, monkeypatch: pytest.MonkeyPatch, precision: str, tolerance: float

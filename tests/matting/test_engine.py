@@ -11,6 +11,7 @@ import torch
 from daemon.errors import ConfigError, WeightsError
 from daemon.matting.engine import MattingEngine, cpu_runs_bf16, default_precision, load_engine, prepare
 from tests.conftest import SMALL_MODEL_SIZE, photo
+from tests.matting.cores import needs_bf16_cores
 from tests.matting.onnx_reference import fp32_session, reference_alpha
 
 PHOTOS = ("astronaut", "chelsea", "coffee")
@@ -35,12 +36,7 @@ def references(weights_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     "precision, max_delta, min_iou",
     [
         ("fp32", 1e-3, 0.9999),
-        pytest.param(
-            "bf16",
-            0.05,
-            0.99,
-            marks=pytest.mark.skipif(not cpu_runs_bf16(), reason="these cores have no bf16 convolutions"),
-        ),
+        pytest.param("bf16", 0.05, 0.99, marks=needs_bf16_cores),
     ],
 )
 def test_port_matches_onnxruntime(

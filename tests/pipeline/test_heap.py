@@ -24,11 +24,8 @@ from tests.service_harness import Daemon, folder_settings, write_config
 BUFFER_FLOATS = 16 << 20
 #: Page faults count the pages the kernel hands out (and zeroes) only while transparent huge
 #: pages are not forced on every mapping; with them, a fault brings in 2 MiB at once.
-THP_ALWAYS = "[always]" in (
-    Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
-    if Path("/sys/kernel/mm/transparent_hugepage/enabled").exists()
-    else ""
-)
+THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+THP_ALWAYS = THP_SETTING.exists() and "[always]" in THP_SETTING.read_text()
 needs_small_pages = pytest.mark.skipif(THP_ALWAYS, reason="transparent huge pages are 'always' here")
 
 
