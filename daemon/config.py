@@ -241,8 +241,8 @@ class Config(_Model):
 
     weights: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    #: auto: fp16 on CUDA; on the CPU bf16 where the cores have AMX, fp32 elsewhere
-    #: (daemon.matting.engine.default_precision). fp16 needs CUDA, bf16 the CPU.
+    #: auto: fp16 on CUDA; on the CPU bf16 where the cores have AMX or are AMD's with
+    #: avx512_bf16, fp32 elsewhere (daemon.matting.engine.default_precision). fp16 needs CUDA, bf16 the CPU.
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     model_size: PositiveInt = 1024
     #: Keep the large buffers each file frees for the next (glibc's heap; daemon/pipeline/heap.py).

@@ -34,19 +34,55 @@ def choose_device(requested: str) -> torch.device:
 
 
 def default_precision(device: torch.device) -> Precision:
-    """fp16 on CUDA; on the CPU bf16 autocast where the cores have AMX tiles, else fp32.
+    """fp16 on CUDA; on the CPU bf16 autocast where it measured faster than fp32, else fp32.
 
-    oneDNN's bf16 convolutions pay off with AMX only. Per 1024² image on 2 cores: with AMX
-    (``amx_bf16``) bf16 took 0.72 s against fp32's 1.57 (../shared/NOTES.md); on AVX-512 with
-    ``avx512_bf16`` and no AMX, bf16 took 2.12-2.23 s against fp32's 1.56-1.79 (1.39 with the
-    fused ReLU). ``precision`` in the config overrides this.
+    Per 1024² image on 2 cores (../shared/NOTES.md, bench/README numbers):
+
+    ========================================  ==============  ===============
+    cores                                     bf16            fp32
+    ========================================  ==============  ===============
+    Intel with AMX tiles (machine A)          0.72 s          1.57 s
+    AMD Zen 5, ``avx512_bf16`` (machine D)    0.40-0.48 s     1.00-1.29 s
+    Intel ``avx512_bf16``, no AMX (machine B) 2.12-2.23 s     1.39-1.79 s
+    AMD, AVX2 only (machine C)                cannot run      2.37-3.25 s
+    ========================================  ==============  ===============
+
+    ``precision`` in the config overrides this.
     """
     if device.type == "cuda":
         return "fp16"
-    has_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.13: guard it
-    if has_amx is not None and has_amx() and cpu_runs_bf16():
-        return "bf16"
-    return "fp32"
+    return "bf16" if _bf16_outruns_fp32() else "fp32"
+
+
+def _bf16_outruns_fp32() -> bool:
+    """Whether these cores are of a kind on which bf16 convolutions measured faster than fp32."""
+    if not cpu_runs_bf16():
+        return False
+    # Both probes are private in torch 2.13: guard them, and fall back to fp32 without them.
+    has_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    if has_amx is not None and has_amx():
+        return True
+    # AMD's cores run the bf16 dot product (VDPBF16PS) at the rate of an fp32 FMA, so twice the
+    # multiply-adds per instruction; Intel's without AMX lost to fp32 as measured (machine B).
+    # Measured on Zen 5 only: Zen 4 has the same instruction and is expected, not known, to gain.
+    has_dot = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return has_dot is not None and has_dot() and cpu_vendor() == "AuthenticAMD"
+
+
+def cpu_vendor() -> str:
+    """The kernel's ``vendor_id`` for the CPU (``GenuineIntel``, ``AuthenticAMD``), or "" unknown.
+
+    Read from /proc/cpuinfo: torch exposes the instruction sets but not the maker, and the maker
+    decides here (the same bf16 instruction is fast on AMD and slower than fp32 on Intel's).
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        if line.startswith("vendor_id"):
+            return line.partition(":")[2].strip()
+    return ""
 
 
 def cpu_runs_bf16() -> bool:
