@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+from daemon.matting.engine import default_precision
 from tests.conftest import HOTMATTE, REPO
 from tests.service_harness import Daemon, folder_settings, write_config
 
@@ -92,6 +94,9 @@ def test_under_systemd_a_terminal_still_gets_json(tmp_path: Path) -> None:
     events = [json.loads(line) for line in text.splitlines() if line.strip()]
     assert [e["event"] for e in events][-1] == "stop" and any(e["event"] == "start" for e in events)
     assert not ANSI.search(text)
+    # The start line says what the model runs on: auto's choice, read here from the engine's rule.
+    start = next(e for e in events if e["event"] == "start")
+    assert (start["device"], start["precision"]) == ("cpu", default_precision(torch.device("cpu")))
 
 
 def test_in_a_pipe_the_daemon_prints_json_and_console_when_asked(tmp_path: Path) -> None:

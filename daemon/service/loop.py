@@ -167,6 +167,9 @@ class Service:
             folders=[f.name for f in self._config.folders],
             config=str(self._config_path or "embedded default"),
             journal=str(self._journal.path),
+            # What precision: auto chose on these cores, so an operator can see it without /metrics.
+            device=str(engine.device),
+            precision=engine.precision,
         )
         self._notifier.ready(self._reporter.status_text())
         self._upkeep.start()  # prunes the journal now, then daily, on its own thread
