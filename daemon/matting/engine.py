@@ -36,7 +36,7 @@ def choose_device(requested: str) -> torch.device:
 def default_precision(device: torch.device) -> Precision:
     """fp16 on CUDA; on the CPU bf16 autocast where it measured faster than fp32, else fp32.
 
-    Per 1024² image on 2 cores (../shared/NOTES.md, bench/README numbers):
+    Per 1024² image on 2 cores (../shared/NOTES.md and the README, where the runs are named):
 
     ========================================  ==============  ===============
     cores                                     bf16            fp32
